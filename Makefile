@@ -1,0 +1,29 @@
+# MoRE-Go2: every target sets itself up first (scripts/setup.sh is idempotent and fast when
+# nothing changed).
+SHELL := /bin/bash
+VENV ?= .venv
+RUN := source $(VENV)/bin/activate && export MUJOCO_GL=$${MUJOCO_GL:-egl} &&
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	@$(RUN) more demo
+
+test: setup lint
+	@$(RUN) python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	@$(RUN) python -m pytest -m "not ros and not sim and not slow" $(PYTEST_ARGS)
+
+lint: setup
+	@$(RUN) ruff check .
+
+bench: setup
+	@$(RUN) for b in bench/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+
+clean:
+	rm -rf build ros2_ws/build ros2_ws/install ros2_ws/log outputs .pytest_cache
