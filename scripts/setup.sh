@@ -15,6 +15,8 @@ STAMPS="$VENV/.more-stamps"
 REQ="$ROOT/requirements"
 APT_PACKAGES=(libusb-1.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri cmake g++)
 
+# pip warns once per package about the image's empty local index folders; hide only that.
+pip_quiet() { pip "$@" 2> >(grep -v '^WARNING: Location' >&2); }
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
 # A step re-runs only when the hash of its inputs changed since it last succeeded.
@@ -54,14 +56,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 h=$(inputs_hash "$REQ/torch.txt" "${ros_reqs[@]}" "$REQ/lock.txt")
 if ! up_to_date pip "$h"; then
   log "pip: torch (CPU build), then the pinned stack (requirements/)"
-  pip install -q -r "$REQ/torch.txt"
+  pip_quiet install -q -r "$REQ/torch.txt"
   req_args=(-r "$REQ/lock.txt")
   for r in "${ros_reqs[@]}"; do req_args+=(-r "$r"); done
-  pip install -q -c "$REQ/torch.txt" "${req_args[@]}"
+  pip_quiet install -q -c "$REQ/torch.txt" "${req_args[@]}"
   # unitree-sdk2 pins cyclonedds 0.10.2, which has no wheel for this Python: install it without
   # deps on top of cyclonedds 11 (ENVIRONMENT.md; its import defects are handled in
   # more_policy/robot/sdk_compat.py).
-  pip install -q --no-deps -r "$REQ/unitree.txt"
+  pip_quiet install -q --no-deps -r "$REQ/unitree.txt"
   python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" \
     || { log "torch was replaced by pip; refusing to continue"; exit 1; }
   mark_done pip "$h"
@@ -73,7 +75,7 @@ if ! up_to_date more_msgs "$h" || ! python -c "import more_msgs.msg" 2>/dev/null
   log "building more_msgs"
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
   build="$ROOT/build/more_msgs"
-  rm -rf "$build"
+  rm -rf "$build" && mkdir -p "$build"
   cmake -S "$ROOT/more_msgs" -B "$build" -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >"$build.log" 2>&1 \
     && cmake --build "$build" -j"$(nproc)" >>"$build.log" 2>&1 \
@@ -86,7 +88,9 @@ fi
 h=$(inputs_hash "$ROOT/more_policy/setup.py" "$ROOT/more_bringup/setup.py")
 if ! up_to_date editable "$h"; then
   log "installing more_policy and more_bringup (editable)"
-  pip install -q --no-deps --no-build-isolation -e "$ROOT/more_policy" -e "$ROOT/more_bringup"
+  # compat mode: a path entry, so the source-tree folder more_policy/ (no __init__) never
+  # shadows the package as a namespace when Python runs from the repository root.
+  pip_quiet install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e "$ROOT/more_policy" -e "$ROOT/more_bringup"
   mark_done editable "$h"
 fi
 
