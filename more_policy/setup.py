@@ -1,6 +1,5 @@
 """more_policy: the MoRE library and ROS 2 nodes (ament_python package, pip-installable)."""
 
-from glob import glob
 
 from setuptools import find_packages, setup
 

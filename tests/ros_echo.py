@@ -1,6 +1,7 @@
 """Subprocess for the cross-process message tests: echo more_msgs/<type> from /echo_in to
 /echo_out until terminated. Run as `python tests/ros_echo.py Go2Command`."""
 
+import contextlib
 import sys
 
 import rclpy
@@ -16,10 +17,8 @@ def main() -> None:
     node = Node("echo")
     pub = node.create_publisher(msg_type, "/echo_out", 10)
     node.create_subscription(msg_type, "/echo_in", pub.publish, 10)
-    try:
+    with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
         rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
 
 
 if __name__ == "__main__":
