@@ -1,0 +1,189 @@
+"""Benchmarks of the MoRE model, printed next to their targets.
+
+    python bench/bench_model.py            # CPU: tiny + small (~60 M) configs, ~2 min on 2 cores
+    python bench/bench_model.py --quick    # fewer repetitions
+    python bench/bench_model.py --gpu      # also the full Fuyu-8B config (random weights), CUDA
+
+Figures: act() latency p50/p99; act() vs transformers generate() with and without KV cache;
+the MixLoRA layer vs the plain frozen MLP; weight memory fp32/bf16/int8/nf4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from more_policy.model import MoREConfig, MoREPolicy
+from more_policy.model.counting import count_parameters
+from more_policy.model.mixlora import MixLoRAFFN
+from more_policy.model.quantization import weight_memory_bytes
+
+INSTRUCTION = "go to the red ball"
+
+
+def timed(fn, repeats: int, warmup: int = 2, sync=lambda: None) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return np.array(times)
+
+
+def row(name: str, value: str, target: str = "", verdict: str = "") -> None:
+    print(f"  {name:<46} {value:>22}  {target:<18} {verdict}")
+
+
+def check(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+class ActionTokensOnly(LogitsProcessor):
+    """generate()'s equivalent of act()'s restriction of the argmax to the action tokens."""
+
+    def __init__(self, offset: int, num_bins: int):
+        self.offset, self.num_bins = offset, num_bins
+
+    def __call__(self, input_ids, scores):
+        masked = torch.full_like(scores, float("-inf"))
+        masked[:, self.offset:self.offset + self.num_bins] = scores[
+            :, self.offset:self.offset + self.num_bins]
+        return masked
+
+
+def frame(policy: MoREPolicy, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+
+
+def bench_act(policy: MoREPolicy, label: str, repeats: int, batch: int = 1, sync=lambda: None):
+    images = [frame(policy, i) for i in range(batch)]
+    texts = [INSTRUCTION] * batch
+    t = timed(lambda: policy.act(images, texts), repeats, sync=sync)
+    result = policy.act(images, texts)
+    row(f"{label} act() B={batch} p50 / p99", f"{np.percentile(t, 50):.1f} / "
+        f"{np.percentile(t, 99):.1f} ms", f"({1e3 / np.percentile(t, 50) * batch:.1f} actions/s)")
+    row(f"{label} act() prefill / decode (B={batch})",
+        f"{result.prefill_ms:.1f} / {result.decode_ms:.1f} ms")
+    return np.percentile(t, 50)
+
+
+def bench_generate(policy: MoREPolicy, label: str, repeats: int) -> None:
+    images, texts = [frame(policy)], [INSTRUCTION]
+    inputs = policy.prepare(images, texts)
+    processors = LogitsProcessorList([ActionTokensOnly(policy.token_offset, policy.num_bins)])
+
+    def generate(use_cache: bool):
+        with torch.no_grad():
+            return policy.model.generate(
+                input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                attention_mask=inputs["attention_mask"], max_new_tokens=12, min_new_tokens=12,
+                do_sample=False, use_cache=use_cache, logits_processor=processors,
+                pad_token_id=0)
+
+    tokens = generate(True)[:, -12:]
+    same = torch.equal(tokens.cpu(), policy.act(images, texts).token_ids)
+    t_act = np.median(timed(lambda: policy.act(images, texts), repeats))
+    t_cached = np.median(timed(lambda: generate(True), repeats))
+    t_uncached = np.median(timed(lambda: generate(False), max(3, repeats // 2)))
+    row(f"{label} generate() uncached / cached", f"{t_uncached:.1f} / {t_cached:.1f} ms",
+        f"same tokens: {same}")
+    row(f"{label} act() speed-up vs uncached generate()", f"{t_uncached / t_act:.2f}x",
+        ">= 3x", check(t_uncached / t_act >= 3))
+    row(f"{label} act() speed-up vs cached generate()", f"{t_cached / t_act:.2f}x")
+
+
+def bench_mixlora(hidden: int, inner: int, tokens: int, repeats: int, label: str) -> None:
+    from transformers.models.persimmon.modeling_persimmon import PersimmonMLP
+    from transformers import PersimmonConfig
+
+    torch.manual_seed(0)
+    mlp = PersimmonMLP(PersimmonConfig(hidden_size=hidden, intermediate_size=inner,
+                                       hidden_act="relu2")).requires_grad_(False)
+    moe = MixLoRAFFN(mlp, up="dense_h_to_4h", down="dense_4h_to_h", act="act", gate=None,
+                     num_experts=8, top_k=2, rank=32, alpha=64.0, dropout=0.0)
+    x = torch.randn(1, tokens, hidden)
+    with torch.no_grad():
+        t_base = np.median(timed(lambda: mlp(x), repeats))
+        t_moe = np.median(timed(lambda: moe(x), repeats))
+    row(f"MixLoRA N=8 K=2 r=32 vs MLP, {label}", f"{t_moe:.2f} / {t_base:.2f} ms = "
+        f"{t_moe / t_base:.2f}x", "<= 1.6x", check(t_moe / t_base <= 1.6))
+
+
+def bench_memory() -> None:
+    cfg = MoREConfig(backbone="small")
+    sizes = {}
+    for name, dtype, quant in [("fp32", "float32", None), ("bf16", "bfloat16", None),
+                               ("int8", "float32", "int8"), ("nf4", "float32", "nf4")]:
+        policy = MoREPolicy.from_config(MoREConfig(backbone="small", dtype=dtype),
+                                        quantization=quant)
+        adapters = sum(p.numel() * p.element_size() for p in policy.adapter_state_dict().values())
+        sizes[name] = weight_memory_bytes(policy.model) - adapters
+        del policy
+    row("small backbone weights fp32/bf16/int8/nf4",
+        " / ".join(f"{v / 2**20:.0f}" for v in sizes.values()) + " MiB")
+    full = count_parameters(MoREConfig(backbone="full"))
+    row("Fuyu-8B MoRE parameters total / trainable", f"{full.total / 1e9:.3f} / "
+        f"{full.trainable / 1e9:.3f} B", "9.82 B (paper)",
+        check(abs(full.total - 9.82e9) < 0.05e9))
+    row("Fuyu-8B MoRE active per token", f"{full.active_per_token / 1e9:.3f} B")
+    row("Fuyu-8B bf16 weights (2 B/param)", f"{full.backbone * 2 / 2**30:.1f} GiB",
+        "17.5 GiB (measured)")
+
+
+def bench_gpu(repeats: int) -> None:
+    device = torch.device("cuda")
+    sync = torch.cuda.synchronize
+    print(f"\n== GPU: {torch.cuda.get_device_name(device)} ==")
+    for quant in (None, "nf4"):
+        torch.cuda.empty_cache()
+        policy = MoREPolicy.from_config(MoREConfig(backbone="full", dtype="bfloat16",
+                                                   adapter_dtype="bfloat16"),
+                                        device="cuda", quantization=quant)
+        label = f"Fuyu-8B {quant or 'bf16'}"
+        row(f"{label} weight memory", f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB")
+        p50 = bench_act(policy, label, repeats, sync=sync)
+        hz = 1e3 / p50
+        row(f"{label} act() rate B=1", f"{hz:.1f} Hz", ">= 10 Hz (bf16)",
+            check(hz >= 10) if quant is None else "")
+        bench_act(policy, label, max(3, repeats // 2), batch=16, sync=sync)
+        del policy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--gpu", action="store_true", help="also the full Fuyu-8B on CUDA")
+    args = parser.parse_args()
+    repeats = 5 if args.quick else 20
+    torch.set_grad_enabled(False)
+    print(f"MoRE model bench: torch {torch.__version__}, {platform.processor() or 'cpu'}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"  {'measure':<46} {'value':>22}  {'target':<18}")
+    for name in ("tiny", "small"):
+        policy = MoREPolicy.from_config(MoREConfig(backbone=name))
+        bench_act(policy, name, repeats)
+        if name == "small":
+            bench_act(policy, name, max(3, repeats // 4), batch=8)
+        bench_generate(policy, name, max(3, repeats // 2))
+        del policy
+    bench_mixlora(640, 2560, 90, repeats, "small dims, 90 tokens")
+    bench_mixlora(4096, 16384, 32, max(3, repeats // 4), "Fuyu-8B dims, 32 tokens")
+    bench_memory()
+    if args.gpu or torch.cuda.is_available():
+        if torch.cuda.is_available():
+            bench_gpu(repeats)
+        else:
+            print("no CUDA device: GPU figures skipped")
+
+
+if __name__ == "__main__":
+    main()

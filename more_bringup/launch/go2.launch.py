@@ -1,0 +1,43 @@
+"""The robot stack: RealSense camera + MoRE policy + low-level controller on a Unitree Go2.
+
+    ros2 launch more_bringup go2.launch.py checkpoint:=/path/to/ckpt network_interface:=eth0
+    ros2 topic pub --once /instruction std_msgs/msg/String "{data: 'go to the red ball'}"
+
+Release the Go2's sport mode first (Unitree app) and keep the e-stop at hand. camera_node
+publishes realsense-ros topic names, so the official realsense2_camera driver can replace it
+(launch it yourself and pass use_camera_node:=false). Parameters: config/go2.yaml (also read
+by `more run go2`).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    config = PathJoinSubstitution([FindPackageShare("more_bringup"), "config", "go2.yaml"])
+    checkpoint = LaunchConfiguration("checkpoint")
+    quantization = LaunchConfiguration("quantization")
+    network_interface = LaunchConfiguration("network_interface")
+    use_camera_node = LaunchConfiguration("use_camera_node")
+    return LaunchDescription([
+        DeclareLaunchArgument("checkpoint", description="MoRE checkpoint directory"),
+        DeclareLaunchArgument("quantization", default_value="nf4",
+                              description="backbone quantization: none | int8 | nf4"),
+        DeclareLaunchArgument("network_interface", default_value="eth0",
+                              description="network interface wired to the Go2"),
+        DeclareLaunchArgument("use_camera_node", default_value="true",
+                              description="false: a realsense2_camera driver you start yourself"),
+        Node(package="more_policy", executable="camera_node", name="camera_node",
+             output="screen", parameters=[config],
+             condition=IfCondition(use_camera_node)),
+        Node(package="more_policy", executable="controller_node", name="controller_node",
+             output="screen",
+             parameters=[config, {"network_interface": network_interface}]),
+        Node(package="more_policy", executable="policy_node", name="policy_node",
+             output="screen",
+             parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),
+    ])

@@ -1,0 +1,36 @@
+"""MuJoCo Go2 + MoRE policy + low-level controller, the robot replaced at the DDS boundary.
+
+    ros2 launch more_bringup sim.launch.py task:=go_to seed:=3 checkpoint:=/path/to/ckpt
+    ros2 topic pub --once /instruction std_msgs/msg/String "{data: 'go to the red ball'}"
+
+Parameters: config/sim.yaml (the same file `more run sim` reads on pip-only machines).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    config = PathJoinSubstitution([FindPackageShare("more_bringup"), "config", "sim.yaml"])
+    checkpoint = LaunchConfiguration("checkpoint")
+    quantization = LaunchConfiguration("quantization")
+    task = LaunchConfiguration("task")
+    seed = LaunchConfiguration("seed")
+    return LaunchDescription([
+        DeclareLaunchArgument("checkpoint", default_value="random-small",
+                              description="MoRE checkpoint directory or random-tiny/random-small"),
+        DeclareLaunchArgument("quantization", default_value="none",
+                              description="backbone quantization: none | int8 | nf4"),
+        DeclareLaunchArgument("task", default_value="go_to", description="simulated task"),
+        DeclareLaunchArgument("seed", default_value="0", description="scene seed"),
+        Node(package="more_policy", executable="go2_sim_node", name="go2_sim_node",
+             output="screen", parameters=[config, {"task": task, "seed": seed}]),
+        Node(package="more_policy", executable="controller_node", name="controller_node",
+             output="screen", parameters=[config]),
+        Node(package="more_policy", executable="policy_node", name="policy_node",
+             output="screen",
+             parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),
+    ])

@@ -1,0 +1,241 @@
+"""Frozen vision-language backbones behind one small adapter interface.
+
+A backbone adapter knows how to build (random config) or load (local checkpoint) its Hugging
+Face model, how images become pixel values and placeholder tokens, where the decoder layers'
+FFN linears live (for MixLoRA) and which attention linears take the plain LoRA. Adding an
+architecture is one subclass; :data:`BACKBONES` maps ``MoREConfig.backbone_kind`` to it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from more_policy.model.tokenizer import (
+    BEGIN_ANSWER_TOKEN,
+    BOS_TOKEN,
+    FAKE_IMAGE_TOKEN,
+    IMAGE_ROW_TOKEN,
+    IMAGE_TOKEN,
+    build_random_tokenizer,
+)
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class BackboneError(ValueError):
+    """A backbone path, kind or configuration that cannot be used."""
+
+
+@dataclass(frozen=True)
+class FFNSpec:
+    """Names of the FFN linears inside a decoder layer's MLP module (``gate`` may be None)."""
+
+    mlp_attr: str  # attribute of the decoder layer holding the MLP
+    up: str
+    down: str
+    act: str  # attribute of the MLP module holding the activation
+    gate: str | None = None  # gated MLPs: act(gate(x)) * up(x)
+
+
+def resize_images(images: list[np.ndarray], size: int) -> np.ndarray:
+    """List of HxWx3 uint8 images (any size) -> (B, size, size, 3) uint8 (squashed, as QUART)."""
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        img = np.asarray(img)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise BackboneError(f"image {i}: expected an HxWx3 uint8 array, got shape "
+                                f"{img.shape} dtype {img.dtype}")
+        if img.shape[:2] == (size, size):
+            out[i] = img
+        else:
+            shrink = img.shape[0] > size or img.shape[1] > size
+            out[i] = cv2.resize(img, (size, size),
+                                interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return out
+
+
+def _seeded_build(model_cls: type[PreTrainedModel], config, seed: int,
+                  dtype: torch.dtype) -> PreTrainedModel:
+    """Random weights that depend only on (config, seed): rebuilt identically after loading."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(config)
+    return model.to(dtype).eval()
+
+
+def _quantized_from_random(model_cls, config, seed: int, dtype: torch.dtype,
+                           quantization_config, device: str) -> PreTrainedModel:
+    """bitsandbytes quantizes while loading, so a random backbone goes through a temp dir."""
+    from transformers.utils import logging as hf_logging
+
+    model = _seeded_build(model_cls, config, seed, torch.float32)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a temp-dir round trip, not a load worth reporting
+    try:
+        with tempfile.TemporaryDirectory(prefix="more_backbone_") as tmp:
+            model.save_pretrained(tmp)
+            del model
+            return model_cls.from_pretrained(
+                tmp, dtype=dtype, quantization_config=quantization_config, device_map=device,
+                local_files_only=True).eval()
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+class BackboneAdapter:
+    """Interface every backbone implements (see FuyuBackbone for the reference one)."""
+
+    kind: str
+    model_type: str  # config.json's model_type of a compatible checkpoint
+    ffn: FFNSpec
+    attention_targets: str  # regex of the attention linears for the peft LoRA
+    default_image_size: dict[str, int]
+    extra_input_names: tuple[str, ...] = ()  # model inputs besides ids, pixels, mask, positions
+
+    # -- construction --------------------------------------------------------------------
+    def random_config(self, name: str):
+        raise NotImplementedError
+
+    def model_class(self) -> type[PreTrainedModel]:
+        raise NotImplementedError
+
+    def build_random(self, name: str, seed: int, dtype: str, device: str = "cpu",
+                     quantization_config=None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        config = self.random_config(name)
+        if quantization_config is None:
+            model = _seeded_build(self.model_class(), config, seed, TORCH_DTYPES[dtype])
+            model = model.to(device)
+        else:
+            model = _quantized_from_random(self.model_class(), config, seed,
+                                           TORCH_DTYPES[dtype], quantization_config, device)
+        tokenizer = build_random_tokenizer(self.text_config(config).vocab_size)
+        return model, tokenizer
+
+    def load(self, path: str, dtype: str, device: str = "cpu",
+             quantization_config=None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        from transformers import AutoTokenizer
+
+        directory = Path(path)
+        config_file = directory / "config.json"
+        if not config_file.is_file():
+            raise BackboneError(f"backbone {path!r}: expected a local Hugging Face checkpoint "
+                                f"directory with config.json (no hub downloads are made); or a "
+                                f"random config name 'tiny', 'small', 'full'")
+        model_type = json.loads(config_file.read_text()).get("model_type")
+        if model_type != self.model_type:
+            raise BackboneError(f"backbone {path!r} is a {model_type!r} checkpoint; backbone_kind "
+                                f"{self.kind!r} expects model_type {self.model_type!r}")
+        model = self.model_class().from_pretrained(
+            directory, dtype=TORCH_DTYPES[dtype], quantization_config=quantization_config,
+            device_map=device, local_files_only=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        return model, tokenizer
+
+    # -- structure -----------------------------------------------------------------------
+    @staticmethod
+    def text_config(config):
+        return config.get_text_config()
+
+    def decoder_layers(self, model: PreTrainedModel) -> nn.ModuleList:
+        return model.model.language_model.layers
+
+    # -- inputs --------------------------------------------------------------------------
+    def pixel_values(self, images: np.ndarray, config) -> torch.Tensor:
+        raise NotImplementedError
+
+    def image_prefix_ids(self, tokenizer: PreTrainedTokenizerBase, image_size: int,
+                         config) -> list[int]:
+        raise NotImplementedError
+
+    def extra_inputs(self, images: np.ndarray) -> dict[str, torch.Tensor]:
+        return {}
+
+    def forward(self, model: PreTrainedModel, input_ids: torch.Tensor,
+                pixel_values: torch.Tensor | None, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor, past_key_values=None, use_cache: bool = False,
+                logits_to_keep: int = 0, **extra):
+        return model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+                     position_ids=position_ids, past_key_values=past_key_values,
+                     use_cache=use_cache, logits_to_keep=logits_to_keep, **extra)
+
+
+class FuyuBackbone(BackboneAdapter):
+    """Fuyu (the paper's backbone): raw 30x30 patches -> one linear -> Persimmon decoder."""
+
+    kind = "fuyu"
+    model_type = "fuyu"
+    ffn = FFNSpec(mlp_attr="mlp", up="dense_h_to_4h", down="dense_4h_to_h", act="act")
+    attention_targets = r".*self_attn\.(query_key_value|dense)"
+    default_image_size = {"tiny": 32, "small": 240, "full": 240}
+
+    # name -> (hidden, layers, heads, ffn, vocab, patch)
+    RANDOM = {"tiny": (64, 2, 4, 256, 512, 16), "small": (640, 10, 10, 2560, 8192, 30)}
+
+    def model_class(self):
+        from transformers import FuyuForCausalLM
+
+        return FuyuForCausalLM
+
+    def random_config(self, name: str):
+        from transformers import FuyuConfig
+
+        if name == "full":  # Fuyu-8B's architecture (random weights; for counting and benches)
+            return FuyuConfig(image_token_id=3, pad_token_id=0)
+        if name not in self.RANDOM:
+            raise BackboneError(f"unknown random Fuyu config {name!r}; known: "
+                                f"{sorted(self.RANDOM) + ['full']}")
+        hidden, layers, heads, ffn, vocab, patch = self.RANDOM[name]
+        text = dict(model_type="persimmon", vocab_size=vocab, hidden_size=hidden,
+                    intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
+                    max_position_embeddings=2048, hidden_act="relu2", qk_layernorm=True,
+                    partial_rotary_factor=0.5, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+        return FuyuConfig(text_config=text, patch_size=patch, image_size=self.default_image_size[
+            name], image_token_id=3, pad_token_id=0)
+
+    def pixel_values(self, images: np.ndarray, config) -> torch.Tensor:
+        # (B, H, W, 3) uint8 -> (B, num_patches, patch*patch*3), each patch (row, col, channel)
+        # flattened like FuyuImageProcessor.patchify_image; values scaled to [-1, 1].
+        b, h, w, c = images.shape
+        p = config.patch_size
+        if h % p or w % p:
+            raise BackboneError(f"image size {h}x{w} is not a multiple of the patch size {p}")
+        x = torch.from_numpy(images).float().mul_(2.0 / 255.0).sub_(1.0)
+        x = x.view(b, h // p, p, w // p, p, c).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+    def image_prefix_ids(self, tokenizer, image_size: int, config) -> list[int]:
+        # Each patch row: one placeholder per patch, then the row-end token; then BOS.
+        per_row = image_size // config.patch_size
+        ids = tokenizer.convert_tokens_to_ids([IMAGE_TOKEN, IMAGE_ROW_TOKEN, BOS_TOKEN])
+        if ids[0] != config.image_token_id:
+            raise BackboneError(f"tokenizer's {IMAGE_TOKEN} id {ids[0]} != config.image_token_id "
+                                f"{config.image_token_id}")
+        return ([ids[0]] * per_row + [ids[1]]) * per_row + [ids[2]]
+
+
+def begin_answer_id(tokenizer) -> int:
+    return tokenizer.convert_tokens_to_ids(BEGIN_ANSWER_TOKEN)
+
+
+def get_backbone(kind: str) -> BackboneAdapter:
+    if kind == "fuyu":
+        return FuyuBackbone()
+    if kind == "idefics3":
+        from more_policy.model.idefics3 import Idefics3Backbone
+
+        return Idefics3Backbone()
+    raise BackboneError(f"unknown backbone kind {kind!r}; known: ['fuyu', 'idefics3']")
+
+
+__all__ = ["BackboneAdapter", "BackboneError", "FAKE_IMAGE_TOKEN", "FFNSpec", "FuyuBackbone",
+           "TORCH_DTYPES", "begin_answer_id", "get_backbone", "resize_images"]

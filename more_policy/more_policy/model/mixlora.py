@@ -1,0 +1,134 @@
+"""MixLoRA: a mixture of LoRA experts sharing one frozen FFN (MoRE's expert layer).
+
+Expert k computes ``E_k(x) = (W_down + dW_down^k) f((W_up + dW_up^k) x)`` with LoRA deltas
+``dW = scale * B @ A`` on both FFN linears (and on the gate of gated FFNs); the router gives
+``G(x) = softmax(top_k(W_g x))`` and the layer returns ``sum_k G(x)_k E_k(x)``.
+
+Cost: the frozen up (and gate) projection runs once per token; each expert then works only on
+the tokens routed to it (rank-r LoRA maths plus the activation); because ``W_down`` is linear the
+weighted expert activations are summed first and ``W_down`` runs once per token too. Experts
+loop in Python (N iterations), tokens never do. B matrices start at zero, so at initialisation
+the layer equals the frozen FFN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RouterStats:
+    """One forward's routing statistics for one layer (over non-padding tokens)."""
+
+    top1_counts: torch.Tensor  # (num_experts,) tokens whose top-1 expert is k (no grad)
+    mean_probs: torch.Tensor  # (num_experts,) mean full-softmax router probability (with grad)
+    num_tokens: int
+
+    @property
+    def top1_fraction(self) -> torch.Tensor:  # (num_experts,)
+        return self.top1_counts / max(self.num_tokens, 1)
+
+    def balance_loss(self) -> torch.Tensor:
+        """Switch-style ``N * sum_k f_k P_k`` (1.0 for a perfectly uniform router)."""
+        n = self.mean_probs.numel()
+        return n * torch.sum(self.top1_fraction.to(self.mean_probs) * self.mean_probs)
+
+
+def _lora_pair(num_experts: int, rank: int, d_in: int, d_out: int,
+               dtype) -> tuple[nn.Parameter, nn.Parameter]:
+    """A (N, d_in, r) and B (N, r, d_out), stored input-major so ``x @ A[k] @ B[k]`` needs no
+    transposes; A as peft inits it (kaiming-uniform of the (r, d_in) matrix), B zero."""
+    a = torch.empty(num_experts, rank, d_in, dtype=dtype)
+    for k in range(num_experts):
+        nn.init.kaiming_uniform_(a[k], a=math.sqrt(5))
+    b = torch.zeros(num_experts, rank, d_out, dtype=dtype)
+    return nn.Parameter(a.transpose(1, 2).contiguous()), nn.Parameter(b)
+
+
+class MixLoRAFFN(nn.Module):
+    """Drop-in replacement of a decoder layer's MLP: frozen FFN + N LoRA experts + router."""
+
+    def __init__(self, base_mlp: nn.Module, up: str, down: str, act: str, gate: str | None,
+                 num_experts: int, top_k: int, rank: int, alpha: float, dropout: float,
+                 router_init_std: float = 0.02, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.base = base_mlp  # frozen; its linears may be bitsandbytes-quantized
+        self.up_name, self.down_name, self.act_name, self.gate_name = up, down, act, gate
+        up_linear = getattr(base_mlp, up)
+        hidden, inner = up_linear.in_features, up_linear.out_features
+        self.num_experts, self.top_k, self.rank = num_experts, top_k, rank
+        self.scaling = alpha / rank
+        self.router = nn.Linear(hidden, num_experts, bias=False, dtype=dtype)
+        nn.init.normal_(self.router.weight, std=router_init_std)
+        # One stacked tensor per LoRA matrix, expert-major: up_A (N, hidden, r), up_B (N, r, inner).
+        self.up_A, self.up_B = _lora_pair(num_experts, rank, hidden, inner, dtype)
+        self.down_A, self.down_B = _lora_pair(num_experts, rank, inner, hidden, dtype)
+        if gate is not None:
+            self.gate_A, self.gate_B = _lora_pair(num_experts, rank, hidden, inner, dtype)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.token_mask: torch.Tensor | None = None  # (B, L) bool, set by the policy
+        self.last_stats: RouterStats | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        shape = hidden_states.shape  # (B, L, hidden)
+        x = hidden_states.reshape(-1, shape[-1])  # (T, hidden)
+        base = self.base
+        act = getattr(base, self.act_name)
+        x_adapter = x.to(self.router.weight.dtype)
+
+        # Router: full softmax for the statistics, renormalised softmax over the top-k to mix.
+        router_logits = self.router(x_adapter)  # (T, N)
+        probs = router_logits.softmax(dim=-1)
+        top_logits, top_experts = router_logits.topk(self.top_k, dim=-1)  # (T, K)
+        gates = top_logits.softmax(dim=-1)  # (T, K)
+        self._record_stats(probs, top_experts[:, 0], shape)
+
+        # Group the (token, slot) pairs by expert; every expert then works on a contiguous slice.
+        flat_experts = top_experts.reshape(-1)  # (P,) P = T * K
+        order = torch.argsort(flat_experts, stable=True)
+        counts = torch.bincount(flat_experts, minlength=self.num_experts).tolist()
+        token_of = order // self.top_k  # (P,) token of each pair, grouped by expert
+        pair_gate = gates.reshape(-1)[order].unsqueeze(-1)  # (P, 1)
+        xs = self.dropout(x_adapter[token_of])  # (P, hidden)
+
+        up = getattr(base, self.up_name)(x)  # (T, inner) frozen, once per token
+        h = up[token_of] + self._expert_lora(xs, counts, self.up_A, self.up_B).to(up.dtype)
+        if self.gate_name is None:
+            h = act(h)  # (P, inner)
+        else:
+            gate = getattr(base, self.gate_name)(x)  # (T, inner) frozen, once per token
+            h_gate = gate[token_of] + self._expert_lora(xs, counts, self.gate_A,
+                                                         self.gate_B).to(gate.dtype)
+            h = act(h_gate) * h
+        # W_down is linear: mix the expert activations first, then project once per token.
+        mixed = torch.zeros_like(up).index_add_(0, token_of, h * pair_gate.to(h.dtype))
+        out = getattr(base, self.down_name)(mixed)  # (T, hidden)
+        down_delta = self._expert_lora(self.dropout(h.to(xs.dtype)), counts, self.down_A,
+                                       self.down_B) * pair_gate  # (P, hidden)
+        out = out.index_add(0, token_of, down_delta.to(out.dtype))
+        return out.reshape(shape)
+
+    def _expert_lora(self, xs: torch.Tensor, counts: list[int], a: torch.Tensor,
+                     b: torch.Tensor) -> torch.Tensor:
+        """Expert k's ``scale * B_k A_k`` on its own slice of the grouped pairs: (P, d_out)."""
+        chunks = torch.split(xs, counts)
+        out = [(c @ a[k]) @ b[k] for k, c in enumerate(chunks) if c.shape[0]]
+        return torch.cat(out) * self.scaling
+
+    def _record_stats(self, probs: torch.Tensor, top1: torch.Tensor, shape) -> None:
+        mask = self.token_mask
+        if mask is not None and mask.shape == shape[:-1]:
+            keep = mask.reshape(-1).to(torch.bool)
+            probs, top1 = probs[keep], top1[keep]
+        counts = torch.bincount(top1.detach(), minlength=self.num_experts).float()
+        mean_probs = probs.mean(dim=0) if top1.numel() else probs.new_zeros(self.num_experts)
+        self.last_stats = RouterStats(top1_counts=counts, mean_probs=mean_probs,
+                                      num_tokens=int(top1.numel()))
+
+    def extra_repr(self) -> str:
+        return (f"num_experts={self.num_experts}, top_k={self.top_k}, rank={self.rank}, "
+                f"scaling={self.scaling:g}, gated={self.gate_name is not None}")

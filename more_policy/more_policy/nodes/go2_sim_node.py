@@ -1,0 +1,171 @@
+"""go2_sim_node: the MuJoCo Go2 in a task scene, speaking the robot's DDS topics.
+
+The sim replaces the robot at the DDS boundary: it receives rt/lowcmd and publishes
+rt/lowstate (unitree_go LowCmd_/LowState_ through :class:`Go2RobotEndpoint`, loopback, its own
+domain) and the front camera on the realsense-ros topic, so controller_node and policy_node run
+exactly as on the robot. The task scene, instruction and success checker come from
+:func:`more_policy.sim.env.make_env`. Physics advances in real time on its own thread (slowed
+down, never skipped, when the machine cannot keep up); the episode report (std_msgs/String,
+JSON: task, seed, instruction, success, failure, base pose, goal) goes out at 2 Hz.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from more_policy.nodes.interfaces import (
+    INSTRUCTION_QOS,
+    SENSOR_QOS,
+    STATUS_QOS,
+    ParamSpec,
+    declare_parameters,
+)
+from more_policy.nodes.messages import EPISODE_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, rgb_to_image
+from more_policy.sim import tasks
+
+PARAMETERS = (
+    ParamSpec("task", "go_to",
+              "task scene: distinguish | go_to | go_avoid | go_through | crawl | unload"),
+    ParamSpec("seed", 0, "scene and instruction seed"),
+    ParamSpec("network_interface", "lo", "NIC for the Unitree DDS topics (lo: this machine)"),
+    ParamSpec("dds_domain_id", 1, "Unitree DDS domain of rt/lowcmd, rt/lowstate"),
+    ParamSpec("image_topic", IMAGE_TOPIC, "sensor_msgs/Image front camera topic"),
+    ParamSpec("image_width", 240, "camera image width [px]"),
+    ParamSpec("image_height", 240, "camera image height [px]"),
+    ParamSpec("camera_rate_hz", 5.0, "camera frame rate [Hz]"),
+    ParamSpec("episode_topic", EPISODE_TOPIC, "std_msgs/String episode report (JSON)"),
+    ParamSpec("publish_instruction", False,
+              "publish the scene's instruction on instruction_topic at start"),
+    ParamSpec("instruction_topic", INSTRUCTION_TOPIC, "where publish_instruction publishes"),
+    ParamSpec("real_time_factor", 1.0, "sim seconds per wall second (upper bound)"),
+)
+EPISODE_RATE_HZ = 2.0
+MAX_CATCH_UP_STEPS = 20  # physics steps per loop iteration before the sim slows down instead
+
+
+class Go2SimNode(Node):
+    """Thin rclpy wrapper around a physics-mode task environment and Go2RobotEndpoint."""
+
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("go2_sim_node", **node_kwargs)
+        from more_policy.control.stand import StandController
+        from more_policy.robot.go2_io import Go2IOConfig, Go2RobotEndpoint
+        from more_policy.sim.env import make_env
+
+        p = self.params = declare_parameters(self, PARAMETERS)
+        if not (p["camera_rate_hz"] > 0 and p["real_time_factor"] > 0):
+            raise ValueError("camera_rate_hz and real_time_factor must be > 0")
+        # The env's own controller is never stepped here (the robot's controller is across
+        # DDS); physics mode only requires one to exist.
+        self.env = make_env(p["task"], seed=p["seed"], mode="physics",
+                            controller=StandController(),
+                            image_size=(p["image_height"], p["image_width"]), render=False)
+        self.env.reset(seed=p["seed"])
+        self.physics = self.env.physics
+        self.instruction = self.env.instruction.text
+        self.success, self.failure = False, None
+        self._lock = threading.Lock()
+        self.endpoint = Go2RobotEndpoint(Go2IOConfig(
+            domain_id=p["dds_domain_id"], interface=p["network_interface"] or None))
+        self.image_pub = self.create_publisher(Image, p["image_topic"], SENSOR_QOS)
+        self.episode_pub = self.create_publisher(String, p["episode_topic"], STATUS_QOS)
+        if p["publish_instruction"]:
+            self.instruction_pub = self.create_publisher(String, p["instruction_topic"],
+                                                         INSTRUCTION_QOS)
+            self.instruction_pub.publish(String(data=self.instruction))
+        self.create_timer(1.0 / EPISODE_RATE_HZ, self._publish_episode)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sim_loop, name="go2_sim", daemon=True)
+        self._thread.start()
+        self.get_logger().info(f"sim {p['task']} seed {p['seed']}: {self.instruction!r}")
+
+    def _sim_loop(self) -> None:
+        try:
+            self._run_physics()
+        except Exception as e:  # the robot "dies": the controller's state timeout takes over
+            self.get_logger().fatal(f"simulation stopped: {type(e).__name__}: {e}")
+            raise
+
+    def _run_physics(self) -> None:
+        """Physics in (scaled) real time; LowState every step, a frame every camera period."""
+        p, physics = self.params, self.physics
+        dt = physics.physics_dt
+        frame_period = 1.0 / p["camera_rate_hz"]
+        next_frame = 0.0
+        start_wall, start_sim = time.perf_counter(), physics.time
+        while not self._stop.is_set():
+            target = start_sim + (time.perf_counter() - start_wall) * p["real_time_factor"]
+            steps = int((target - physics.time) / dt)
+            if steps <= 0:
+                time.sleep(min(dt, (physics.time + dt - target) / p["real_time_factor"]))
+                continue
+            if steps > MAX_CATCH_UP_STEPS:  # too slow: let sim time fall behind wall time
+                start_sim -= (steps - MAX_CATCH_UP_STEPS) * dt
+                steps = MAX_CATCH_UP_STEPS
+            for _ in range(steps):
+                command = self.endpoint.latest_command()
+                if command is not None:
+                    try:
+                        physics.apply(command)
+                    except ValueError as e:  # NaN or wrong shape from the wire: keep the last
+                        self.get_logger().warning(f"ignoring LowCmd: {e}",
+                                                  throttle_duration_sec=1.0)
+                physics.step(1)
+                self.endpoint.publish(physics.state())
+            with self._lock:
+                success, failure = self.env.checker.update(self.env.world_state())
+                self.success = self.success or success
+                self.failure = self.failure or failure
+            if physics.time >= next_frame:
+                next_frame = physics.time + frame_period
+                self._publish_frame()
+
+    def _publish_frame(self) -> None:
+        rgb = self.env.render(self.params["image_height"], self.params["image_width"])
+        self.image_pub.publish(rgb_to_image(rgb, stamp=self.get_clock().now().to_msg()))
+
+    def episode_report(self) -> dict:
+        with self._lock:
+            pose = self.env.base_pose()  # x, y, z, yaw, pitch
+            scene = self.env.scene
+            goal = (tasks.goal_point(scene) if scene.task in ("go_through", "crawl")
+                    else np.asarray(scene.target_object.pos[:2]))
+            return {
+                "task": self.params["task"], "seed": self.params["seed"],
+                "instruction": self.instruction, "sim_time": round(self.physics.time, 3),
+                "success": bool(self.success), "failure": self.failure,
+                "base_pose": [round(float(v), 4) for v in pose],
+                "base_speed": round(float(np.linalg.norm(self.physics.base_velocity()[0][:2])), 4),
+                "goal_xy": [round(float(v), 4) for v in goal],
+                "goal_distance": round(math.dist(pose[:2], goal), 4),
+            }
+
+    def _publish_episode(self) -> None:
+        self.episode_pub.publish(String(data=json.dumps(self.episode_report())))
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.endpoint.close()
+        self.env.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    from more_policy.nodes.runner import spin_nodes
+
+    rclpy.init(args=args)
+    spin_nodes([Go2SimNode()])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The container runner: the launch files' nodes without `ros2`, for pip-only machines.
+
+``more run sim`` / ``more run go2`` build the same node classes the launch files start, give
+each the same YAML parameter file (more_bringup/config/<stack>.yaml, one section per node
+name, exactly what ``ros2 launch`` passes), and spin them together in one multi-threaded rclpy
+executor. ``--record DIR`` also records the stack's topics to a rosbag2 (mcap) folder.
+
+The simulated robot (go2_sim_node) runs as a child process: it stands in for the Go2, which is
+its own computer, and the Unitree SDK keeps one DDS participant per process, in which a LowCmd
+writer and a LowState writer deliver to each other synchronously (holding go2_io's endpoint
+locks: the sim and the controller would deadlock in one process).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Node name -> "module:Class"; the node name is also its YAML section and launch `name=`.
+NODE_CLASSES: dict[str, str] = {
+    "policy_node": "more_policy.nodes.policy_node:PolicyNode",
+    "controller_node": "more_policy.nodes.controller_node:ControllerNode",
+    "go2_sim_node": "more_policy.nodes.go2_sim_node:Go2SimNode",
+    "camera_node": "more_policy.nodes.camera_node:CameraNode",
+}
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One deployable set of nodes: its launch file, its parameter file, its nodes."""
+
+    launch_file: str
+    config_file: str
+    nodes: tuple[str, ...]
+    child_processes: tuple[str, ...] = ()  # of ``nodes``, those run as child processes
+
+
+STACKS: dict[str, Stack] = {
+    "sim": Stack("sim.launch.py", "sim.yaml", ("go2_sim_node", "controller_node", "policy_node"),
+                 child_processes=("go2_sim_node",)),
+    "go2": Stack("go2.launch.py", "go2.yaml", ("camera_node", "controller_node", "policy_node")),
+}
+
+
+def bringup_dir() -> Path:
+    """The more_bringup package directory (config/ and launch/): installed share or source tree."""
+    candidates = []
+    if os.environ.get("MORE_BRINGUP_DIR"):
+        candidates.append(Path(os.environ["MORE_BRINGUP_DIR"]))
+    try:
+        from more_bringup import package_dir
+
+        candidates.append(package_dir())
+    except ImportError:
+        pass
+    candidates.append(Path(__file__).resolve().parents[3] / "more_bringup")  # source checkout
+    for path in candidates:
+        if (path / "config").is_dir():
+            return path
+    raise FileNotFoundError("more_bringup not found (looked in "
+                            f"{', '.join(map(str, candidates))}); set MORE_BRINGUP_DIR")
+
+
+def load_node_parameters(config_file: str | Path, node_name: str) -> dict[str, Any]:
+    """The ``ros__parameters`` of ``node_name`` in a ROS 2 parameter YAML file."""
+    data = yaml.safe_load(Path(config_file).read_text()) or {}
+    section = data.get(node_name) or data.get(f"/{node_name}") or {}
+    return dict(section.get("ros__parameters") or {})
+
+
+def node_class(node_name: str) -> type:
+    if node_name not in NODE_CLASSES:
+        raise KeyError(f"unknown node {node_name!r}; known: {sorted(NODE_CLASSES)}")
+    module, cls = NODE_CLASSES[node_name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """['policy_node.checkpoint=/ckpt', ...] -> {'policy_node': {'checkpoint': '/ckpt'}}."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not sep or not dot or not param:
+            raise ValueError(f"override {item!r}: expected NODE.PARAM=VALUE")
+        overrides.setdefault(node, {})[param] = yaml.safe_load(value)
+    return overrides
+
+
+def build_nodes(stack: Stack, config_file: Path, overrides: dict[str, dict[str, Any]]) -> list:
+    """Instantiate the stack's in-process nodes with the YAML file and per-node overrides."""
+    from rclpy.parameter import Parameter
+
+    unknown = set(overrides) - set(stack.nodes)
+    if unknown:
+        raise ValueError(f"overrides for nodes not in this stack: {sorted(unknown)}")
+    nodes = []
+    try:
+        for name in stack.nodes:
+            if name in stack.child_processes:
+                continue
+            params = [Parameter(k, value=v) for k, v in overrides.get(name, {}).items()]
+            nodes.append(node_class(name)(
+                cli_args=["--ros-args", "--params-file", str(config_file)],
+                parameter_overrides=params))
+    except BaseException:  # leave nothing half-started (threads, DDS endpoints)
+        for node in reversed(nodes):
+            node.destroy_node()
+        raise
+    return nodes
+
+
+def start_child_nodes(stack: Stack, config_file: Path,
+                      overrides: dict[str, dict[str, Any]]) -> list[subprocess.Popen]:
+    """``python -m <node module> --ros-args --params-file <yaml> -p k:=v`` per child node."""
+    children = []
+    for name in stack.child_processes:
+        module = NODE_CLASSES[name].split(":")[0]
+        args = [sys.executable, "-m", module, "--ros-args", "--params-file", str(config_file)]
+        for key, value in overrides.get(name, {}).items():
+            text = value if isinstance(value, str) else json.dumps(value)  # YAML-readable
+            args += ["-p", f"{key}:={text}"]
+        children.append(subprocess.Popen(args))
+    return children
+
+
+def stop_children(children: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    """Ctrl-C each child, then kill what has not exited after ``timeout``."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    for child in children:
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def spin_nodes(nodes: list, duration_s: float | None = None) -> None:
+    """Spin nodes in one MultiThreadedExecutor until Ctrl-C/SIGTERM (or ``duration_s``);
+    always destroy them (each node leaves its hardware safe in destroy_node)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    executor = MultiThreadedExecutor(num_threads=max(4, 2 * len(nodes)))
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        if duration_s is None:
+            executor.spin()
+        else:
+            end = time.monotonic() + duration_s
+            while rclpy.ok() and time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        for node in reversed(nodes):
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+def run_stack(stack_name: str, config_file: str | None = None, overrides: list[str] = (),
+              record: str | None = None, duration_s: float | None = None) -> int:
+    """Start a stack (`more run sim|go2`); returns when it is stopped (or after duration_s)."""
+    import rclpy
+
+    stack = STACKS[stack_name]
+    config = Path(config_file) if config_file else bringup_dir() / "config" / stack.config_file
+    if not config.is_file():
+        raise FileNotFoundError(f"parameter file {config} does not exist")
+    parsed = parse_overrides(list(overrides))
+    rclpy.init()
+    children: list[subprocess.Popen] = []
+    try:
+        nodes = build_nodes(stack, config, parsed)
+        if record:
+            from more_policy.nodes.bags import BagRecorder
+
+            nodes.append(BagRecorder(record))
+        children = start_child_nodes(stack, config, parsed)
+        names = [n.get_name() for n in nodes] + [f"{c} (child process)"
+                                                 for c in stack.child_processes]
+        print(f"more run {stack_name}: {', '.join(names)} with {config}", file=sys.stderr)
+        spin_nodes(nodes, duration_s)
+    finally:
+        stop_children(children)
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

@@ -1,0 +1,258 @@
+"""Closed-loop evaluation of a policy on the six tasks (the paper's Table I).
+
+    more eval --policy expert|random|CHECKPOINT_DIR --tasks all --episodes 25 --seed 0
+
+Episode i of a task always gets the same scene (seeded from --seed, the task and i), whatever
+the batch size, so results are reproducible by seed. Environments run in lockstep batches and
+the policy acts on the whole batch at once when it can (a checkpoint's ``act`` takes lists).
+An episode that raises is counted as a failure with its reason; the evaluation goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from more_policy.actions import ActionSpace
+from more_policy.sim.env import Go2TaskEnv, Observation, make_env
+from more_policy.sim.expert import ScriptedExpert
+from more_policy.sim.generate import episode_seed, parse_tasks
+
+TABLE_NAMES = {"distinguish": "Distinguish", "go_to": "Go to", "go_avoid": "Go avoid",
+               "go_through": "Go through", "crawl": "Crawl", "unload": "Unload"}
+RANDOM_TERMINATE_P = 0.02  # per step: a random policy that would always stop at once is moot
+
+
+class ExpertPolicy:
+    """The scripted expert (privileged: it reads the scene)."""
+
+    name = "expert"
+    needs_images = False
+
+    def __init__(self, action_space: ActionSpace | None = None):
+        self.space = action_space or ActionSpace()
+        self._experts: dict[int, ScriptedExpert] = {}
+
+    def reset(self, slot: int, env: Go2TaskEnv, seed: int) -> None:
+        self._experts[slot] = ScriptedExpert(self.space)
+        self._experts[slot].reset(env.scene, env.instruction, env.base_pose())
+
+    def act(self, slots: list[int], envs: list[Go2TaskEnv], obs: list[Observation]) -> np.ndarray:
+        return np.stack([self._experts[s].act(e.base_pose()) for s, e in zip(slots, envs)])
+
+
+class RandomPolicy:
+    """Uniform over every dimension's range; terminates with probability 0.02 per step."""
+
+    name = "random"
+    needs_images = False
+
+    def __init__(self, action_space: ActionSpace | None = None):
+        self.space = action_space or ActionSpace()
+        self._rngs: dict[int, np.random.Generator] = {}
+
+    def reset(self, slot: int, env: Go2TaskEnv, seed: int) -> None:
+        self._rngs[slot] = np.random.default_rng(seed)
+
+    def act(self, slots: list[int], envs: list[Go2TaskEnv], obs: list[Observation]) -> np.ndarray:
+        out = []
+        for s in slots:
+            rng = self._rngs[s]
+            cmd = rng.uniform(self.space.low, self.space.high)
+            cmd[-1] = float(rng.random() < RANDOM_TERMINATE_P)
+            out.append(cmd)
+        return np.stack(out)
+
+
+class CheckpointPolicy:
+    """A trained MoRE checkpoint: images + instructions in, (B, 12) SI commands out."""
+
+    needs_images = True
+
+    def __init__(self, directory: str | Path, quantization: str | None = None):
+        from more_policy.model import MoREPolicy
+
+        if not Path(directory).is_dir():
+            raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
+        self.name = Path(directory).name
+        self.model = MoREPolicy.from_pretrained(directory, quantization=quantization)
+        self.model.eval()
+
+    def reset(self, slot: int, env: Go2TaskEnv, seed: int) -> None:
+        pass
+
+    def act(self, slots: list[int], envs: list[Go2TaskEnv], obs: list[Observation]) -> np.ndarray:
+        result = self.model.act([o.image for o in obs], [o.instruction for o in obs])
+        return np.asarray(result.values, dtype=float)
+
+
+def load_policy(spec: str, quantization: str | None = None):
+    """'expert', 'random' or a checkpoint directory."""
+    if spec == "expert":
+        return ExpertPolicy()
+    if spec == "random":
+        return RandomPolicy()
+    return CheckpointPolicy(spec, quantization)
+
+
+@dataclass
+class EpisodeResult:
+    task: str
+    index: int
+    seed: int
+    instruction: str = ""
+    success: bool = False
+    steps: int = 0
+    failure: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class EvalResult:
+    policy: str
+    seed: int
+    mode: str
+    episodes_per_task: int
+    tasks: dict[str, float] = field(default_factory=dict)  # task -> success rate
+    episodes: list[EpisodeResult] = field(default_factory=list)
+
+    @property
+    def average(self) -> float:
+        return float(np.mean(list(self.tasks.values()))) if self.tasks else math.nan
+
+    def table(self) -> str:
+        """The paper's Table I layout: one row, a column per task, then the average."""
+        cols = [TABLE_NAMES[t] for t in self.tasks] + ["Avg"]
+        width = max(12, len(self.policy) + 2)
+        head = f"{'Method':<{width}}" + "".join(f"{c:>12}" for c in cols)
+        row = f"{self.policy:<{width}}" + "".join(
+            f"{v:>12.2f}" for v in [*self.tasks.values(), self.average])
+        return f"{head}\n{row}"
+
+    def to_dict(self) -> dict:
+        return {"policy": self.policy, "seed": self.seed, "mode": self.mode,
+                "episodes_per_task": self.episodes_per_task, "success_rate": self.tasks,
+                "average": self.average, "episodes": [asdict(e) for e in self.episodes]}
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write results.json and success.png (a bar plot) into ``out_dir``."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "results.json", "plot": out / "success.png"}
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=2))
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        names = [TABLE_NAMES[t] for t in self.tasks] + ["Avg"]
+        values = [*self.tasks.values(), self.average]
+        ax.bar(names, values, color=["tab:blue"] * len(self.tasks) + ["tab:gray"])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("success rate")
+        ax.set_title(f"{self.policy} ({self.episodes_per_task} episodes/task, seed {self.seed})")
+        for i, v in enumerate(values):
+            ax.text(i, v + 0.02, f"{v:.2f}", ha="center", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(paths["plot"], dpi=120)
+        plt.close(fig)
+        return paths
+
+
+def evaluate(policy, tasks: str | list[str] = "all", episodes: int = 25, seed: int = 0, *,
+             mode: str = "command", controller_factory=None, batch_size: int = 8,
+             image_size: tuple[int, int] = (240, 240), colors: str = "seen",
+             phrasing: str = "train", max_steps: int = 100, video_dir: str | Path | None = None,
+             videos_per_task: int = 1, progress: bool = True) -> EvalResult:
+    """Run ``episodes`` seeded episodes of each task with ``policy``; see the module doc."""
+    task_names = parse_tasks(tasks)
+    if episodes < 1 or batch_size < 1:
+        raise ValueError(f"episodes and batch_size must be >= 1, got {episodes}, {batch_size}")
+    result = EvalResult(getattr(policy, "name", type(policy).__name__), seed, mode, episodes)
+    bar = tqdm(total=episodes * len(task_names), desc=f"eval {result.policy}",
+               disable=not progress)
+    render = getattr(policy, "needs_images", True) or video_dir is not None
+    for task in task_names:
+        envs = [make_env(task, seed=seed, mode=mode, image_size=image_size, colors=colors,
+                         phrasing=phrasing, max_steps=max_steps, render=render,
+                         controller=controller_factory() if controller_factory else None)
+                for _ in range(min(batch_size, episodes))]
+        task_results = []
+        for start in range(0, episodes, len(envs)):
+            indices = list(range(start, min(start + len(envs), episodes)))
+            record = [video_dir is not None and i < videos_per_task for i in indices]
+            batch = _run_batch(policy, task, envs, indices, seed, record, video_dir)
+            task_results += batch
+            bar.update(len(batch))
+        for env in envs:
+            env.close()
+        result.episodes += task_results
+        result.tasks[task] = float(np.mean([r.success for r in task_results]))
+        bar.set_postfix(**{task: f"{result.tasks[task]:.2f}"})
+    bar.close()
+    return result
+
+
+def _run_batch(policy, task: str, envs: list[Go2TaskEnv], indices: list[int], seed: int,
+               record: list[bool], video_dir) -> list[EpisodeResult]:
+    results = [EpisodeResult(task, i, episode_seed(seed, task, i)) for i in indices]
+    obs: dict[int, Observation] = {}
+    frames: dict[int, list[np.ndarray]] = {s: [] for s in range(len(indices)) if record[s]}
+    for slot, r in enumerate(results):
+        try:
+            obs[slot] = envs[slot].reset(seed=r.seed)
+            r.instruction = envs[slot].instruction.text
+            policy.reset(slot, envs[slot], r.seed)
+        except Exception as e:  # a broken episode is a failure with a reason
+            _fail(r, e, obs, slot)
+    while obs:
+        slots = sorted(obs)
+        try:
+            commands = np.asarray(policy.act(slots, [envs[s] for s in slots],
+                                             [obs[s] for s in slots]), dtype=float)
+            if commands.shape != (len(slots), 12):
+                raise ValueError(f"policy returned shape {commands.shape}, expected "
+                                 f"({len(slots)}, 12)")
+        except Exception as e:
+            for s in slots:
+                _fail(results[s], e, obs, s)
+            break
+        for s, command in zip(slots, commands):
+            if s in frames:
+                frames[s].append(obs[s].image)
+            try:
+                obs[s], success, done, info = envs[s].step(command)
+            except Exception as e:
+                _fail(results[s], e, obs, s)
+                continue
+            results[s].steps, results[s].success = info["step"], bool(success)
+            results[s].failure = info["failure"]
+            if done:
+                del obs[s]
+    for s, images in frames.items():
+        if images:
+            _write_video(Path(video_dir) / f"{task}_{results[s].index:03d}.mp4", images)
+    return results
+
+
+def _fail(result: EpisodeResult, error: Exception, obs: dict, slot: int) -> None:
+    result.success = False
+    result.error = f"{type(error).__name__}: {error}"
+    result.failure = result.failure or "error"
+    obs.pop(slot, None)
+    if not isinstance(error, ValueError):  # an unexpected crash: keep the trace for debugging
+        result.error += "\n" + "".join(traceback.format_exception(error)[-3:])
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: float = 5.0) -> None:
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)

@@ -1,0 +1,252 @@
+"""Procedural scenes of the six QUARD tasks: seeded layouts, colours, letters, distractors.
+
+A :class:`Scene` is plain data (object kinds, poses, sizes, colours; the target's name), so
+tasks, the expert and the success checkers read the same geometry the MJCF is built from.
+Layout (QUART's Isaac Gym evaluation): the robot starts at the origin facing +x; targets are
+about 3 m ahead with a distractor on the other side (y = +-0.75).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import cv2
+import mujoco
+import numpy as np
+
+from more_policy.sim import go2_mjcf
+
+TASKS = ("distinguish", "go_to", "go_avoid", "go_through", "crawl", "unload")
+COLOR_SETS: dict[str, dict[str, tuple[float, float, float]]] = {
+    "seen": {"blue": (0.1, 0.25, 0.9), "green": (0.1, 0.7, 0.2), "red": (0.85, 0.1, 0.1),
+             "yellow": (0.95, 0.85, 0.1)},
+    "unseen": {"gold": (0.83, 0.69, 0.22), "orange": (1.0, 0.5, 0.0),
+               "pink": (1.0, 0.45, 0.7), "purple": (0.5, 0.15, 0.65)},
+}
+LETTERS = "abcdef"
+SHAPES = ("ball", "box", "cylinder")
+OBJECT_SIZE = 0.15  # half size of targets [m]
+TUNNEL_LENGTH, TUNNEL_HALF_WIDTH, TUNNEL_HEIGHT = 1.0, 0.4, 0.6
+GATE_HALF_WIDTH, BAR_RADIUS = 0.5, 0.02
+BAR_BOTTOM_RANGE = (0.29, 0.33)  # the standing Go2 (top ~0.36 m) must crouch to pass
+TRAY_RADIUS, TRAY_HEIGHT = 0.15, 0.05
+BALL_RADIUS = 0.03
+LETTER_TEXTURE_SIZE = 64
+
+
+class SceneError(ValueError):
+    """Impossible scene parameters (unknown task or colour set, bad sizes)."""
+
+
+@dataclass
+class SceneObject:
+    """One static object; ``pos`` is its centre, ``yaw`` about z, ``size`` MuJoCo half sizes."""
+
+    name: str
+    kind: str  # ball | box | cylinder | letter_box | obstacle | wall | roof | post | bar | tray
+    pos: tuple[float, float, float]
+    size: tuple[float, ...]
+    color: str = ""
+    rgba: tuple[float, float, float, float] = (0.5, 0.5, 0.5, 1.0)
+    yaw: float = 0.0
+    letter: str = ""
+
+
+@dataclass
+class Scene:
+    """A sampled task layout. ``target`` names the object the instruction refers to."""
+
+    task: str
+    objects: list[SceneObject]
+    target: str
+    colors: str = "seen"
+    # task geometry used by checkers and the expert (gate/tunnel frame, trays, goal)
+    frame_pos: tuple[float, float] = (0.0, 0.0)  # entry of tunnel / gate centre
+    frame_yaw: float = 0.0
+    start_yaw: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+    def object(self, name: str) -> SceneObject:
+        for obj in self.objects:
+            if obj.name == name:
+                return obj
+        raise KeyError(f"scene has no object {name!r}")
+
+    @property
+    def target_object(self) -> SceneObject:
+        return self.object(self.target)
+
+    def distractor(self) -> SceneObject | None:
+        for obj in self.objects:
+            if obj.name == "distractor":
+                return obj
+        return None
+
+
+def _rgba(rgb) -> tuple[float, float, float, float]:
+    return (*map(float, rgb), 1.0)
+
+
+def _pick_colors(rng: np.random.Generator, colors: str, n: int) -> list[str]:
+    if colors not in COLOR_SETS:
+        raise SceneError(f"unknown colour set {colors!r}; choose from {sorted(COLOR_SETS)}")
+    names = sorted(COLOR_SETS[colors])
+    return [names[i] for i in rng.choice(len(names), size=n, replace=False)]
+
+
+def _two_sides(rng: np.random.Generator) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(x, y) of the target and of the distractor: ~3 m ahead, on opposite sides."""
+    side = rng.choice([-1.0, 1.0])
+    target = (3.0 + rng.uniform(-0.3, 0.3), side * (0.75 + rng.uniform(-0.1, 0.1)))
+    other = (3.0 + rng.uniform(-0.3, 0.3), -side * (0.75 + rng.uniform(-0.1, 0.1)))
+    return target, other
+
+
+def _shape_object(name: str, shape: str, xy, color: str, colors: str) -> SceneObject:
+    s = OBJECT_SIZE
+    size = {"ball": (s,), "box": (s, s, s), "cylinder": (s, 0.2)}[shape]
+    z = 0.2 if shape == "cylinder" else s
+    return SceneObject(name, shape, (xy[0], xy[1], z), size, color,
+                       _rgba(COLOR_SETS[colors][color]))
+
+
+def sample_scene(task: str, rng: np.random.Generator, colors: str = "seen") -> Scene:
+    """A random layout of ``task`` (see :data:`TASKS`) using colour set ``colors``."""
+    if task not in TASKS:
+        raise SceneError(f"unknown task {task!r}; choose from {TASKS}")
+    if colors not in COLOR_SETS:
+        raise SceneError(f"unknown colour set {colors!r}; choose from {sorted(COLOR_SETS)}")
+    start_yaw = float(rng.uniform(-0.05, 0.05))
+    if task in ("go_to", "go_avoid"):
+        t_xy, d_xy = _two_sides(rng)
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        c_target, c_other = _pick_colors(rng, colors, 2)
+        objects = [_shape_object("target", shape, t_xy, c_target, colors),
+                   _shape_object("distractor", shape, d_xy, c_other, colors)]
+        scene = Scene(task, objects, "target", colors, start_yaw=start_yaw)
+        if task == "go_avoid":  # obstacle 1.5 m before the target on the start->target line
+            direction = np.array(t_xy) / np.linalg.norm(t_xy)
+            centre = np.array(t_xy) - 1.5 * direction
+            yaw = float(np.arctan2(direction[1], direction[0]))
+            objects.append(SceneObject("obstacle", "obstacle", (*centre, 0.3),
+                                       (0.15, 0.3, 0.3), "", (0.45, 0.3, 0.2, 1.0), yaw))
+        return scene
+    if task == "distinguish":
+        t_xy, d_xy = _two_sides(rng)
+        letter, other = rng.choice(list(LETTERS), size=2, replace=False)
+        s = OBJECT_SIZE
+        objects = [SceneObject("target", "letter_box", (*t_xy, s), (s, s, s), letter=letter,
+                               rgba=(1, 1, 1, 1)),
+                   SceneObject("distractor", "letter_box", (*d_xy, s), (s, s, s),
+                               letter=other, rgba=(1, 1, 1, 1))]
+        return Scene(task, objects, "target", colors, start_yaw=start_yaw)
+    if task in ("go_through", "crawl"):
+        (color,) = _pick_colors(rng, colors, 1)
+        rgba = _rgba(COLOR_SETS[colors][color])
+        entry = (float(rng.uniform(1.6, 2.2)), float(rng.uniform(-0.3, 0.3)))
+        yaw = float(rng.uniform(-0.2, 0.2))
+        rot = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+
+        def at(u: float, v: float) -> tuple[float, float]:  # tunnel/gate frame -> world
+            return tuple(np.array(entry) + rot @ np.array([u, v]))
+
+        if task == "go_through":
+            h, w, t = TUNNEL_HEIGHT, TUNNEL_HALF_WIDTH, 0.025
+            objects = [SceneObject(f"wall_{k}", "wall", (*at(TUNNEL_LENGTH / 2, s * (w + t)),
+                                                         h / 2),
+                                   (TUNNEL_LENGTH / 2, t, h / 2), color, rgba, yaw)
+                       for k, s in (("left", 1), ("right", -1))]
+            objects.append(SceneObject("target", "roof", (*at(TUNNEL_LENGTH / 2, 0), h + t),
+                                       (TUNNEL_LENGTH / 2, w + 2 * t, t), color, rgba, yaw))
+        else:
+            bottom = float(rng.uniform(*BAR_BOTTOM_RANGE))
+            post_h = bottom + 2 * BAR_RADIUS + 0.05
+            objects = [SceneObject(f"post_{k}", "post", (*at(0, s * GATE_HALF_WIDTH), post_h / 2),
+                                   (0.03, post_h / 2), color, rgba, yaw)
+                       for k, s in (("left", 1), ("right", -1))]
+            objects.append(SceneObject("target", "bar", (*at(0, 0), bottom + BAR_RADIUS),
+                                       (BAR_RADIUS, GATE_HALF_WIDTH), color, rgba, yaw))
+        return Scene(task, objects, "target", colors, frame_pos=entry, frame_yaw=yaw,
+                     start_yaw=start_yaw)
+    # unload: two trays of different colours; the ball rides on the robot's back
+    t_xy, d_xy = _two_sides(rng)
+    t_xy, d_xy = (t_xy[0] - 0.6, t_xy[1] * 0.8), (d_xy[0] - 0.6, d_xy[1] * 0.8)
+    c_target, c_other = _pick_colors(rng, colors, 2)
+    objects = [SceneObject(name, "tray", (*xy, TRAY_HEIGHT / 2), (TRAY_RADIUS, TRAY_HEIGHT / 2),
+                           c, _rgba(COLOR_SETS[colors][c]))
+               for name, xy, c in (("target", t_xy, c_target), ("distractor", d_xy, c_other))]
+    return Scene(task, objects, "target", colors, start_yaw=start_yaw)
+
+
+# -- MJCF ---------------------------------------------------------------------------------
+def _geom_xml(obj: SceneObject) -> str:
+    pos = " ".join(f"{v:.4f}" for v in obj.pos)
+    size = " ".join(f"{v:.4f}" for v in obj.size)
+    rgba = " ".join(f"{v:.3f}" for v in obj.rgba)
+    euler = f'euler="0 0 {obj.yaw:.4f}"'
+    common = f'name="{obj.name}" pos="{pos}" contype="1" conaffinity="3"'
+    if obj.kind == "letter_box":
+        return f'<geom {common} type="box" size="{size}" material="letter_{obj.letter}"/>'
+    if obj.kind == "bar":  # a horizontal cylinder across the gate (along the frame's y)
+        return (f'<geom {common} type="cylinder" size="{size}" rgba="{rgba}" '
+                f'euler="1.5708 0 {obj.yaw:.4f}"/>')
+    if obj.kind == "tray":  # a low dish: base plus a darker rim ring of four boxes
+        r, h = obj.size
+        rim = " ".join(f"{v:.3f}" for v in (*(np.array(obj.rgba[:3]) * 0.6), 1.0))
+        x, y, z = obj.pos
+        rims = "".join(
+            f'<geom type="box" pos="{x + dx:.4f} {y + dy:.4f} {z + h:.4f}" '
+            f'size="{sx:.3f} {sy:.3f} 0.012" rgba="{rim}" contype="0" conaffinity="0"/>'
+            for dx, dy, sx, sy in ((r, 0, 0.012, r), (-r, 0, 0.012, r), (0, r, r, 0.012),
+                                   (0, -r, r, 0.012)))
+        return f'<geom {common} type="cylinder" size="{size}" rgba="{rgba}"/>{rims}'
+    geom_type = {"ball": "sphere", "box": "box", "cylinder": "cylinder", "obstacle": "box",
+                 "wall": "box", "roof": "box", "post": "cylinder"}[obj.kind]
+    return f'<geom {common} type="{geom_type}" size="{size}" rgba="{rgba}" {euler}/>'
+
+
+def scene_mjcf(scene: Scene, with_ball: bool | None = None) -> str:
+    """The full MJCF (Go2 + scene objects [+ the unload ball as a free body])."""
+    # every scene carries all letter textures so pooled renderers fit every model
+    n = LETTER_TEXTURE_SIZE
+    assets = "".join(
+        f'<texture name="letter_tex_{c}" type="cube" builtin="flat" width="{n}" height="{n}" '
+        f'rgb1="1 1 1"/><material name="letter_{c}" texture="letter_tex_{c}"/>'
+        for c in LETTERS)
+    bodies = "\n".join(f"    {_geom_xml(o)}" for o in scene.objects)
+    extra = ""
+    if with_ball if with_ball is not None else scene.task == "unload":
+        z = go2_mjcf.default_base_height() + 0.057 + BALL_RADIUS + 0.002
+        bodies += (f'\n    <body name="ball" pos="-0.05 0 {z:.4f}"><freejoint name="ball"/>'
+                   f'<geom name="ball" type="sphere" size="{BALL_RADIUS}" mass="0.05" '
+                   f'rgba="0.95 0.95 0.95 1" contype="1" conaffinity="3" condim="6" '
+                   f'friction="1.0 0.01 0.002"/></body>')
+        # the ball holder on the back: released when the trunk tilts (physics mode)
+        extra = ('\n  <equality><weld name="ball_holder" body1="ball" body2="trunk"/>'
+                 '</equality>')
+    return go2_mjcf.build_mjcf(worldbody=bodies, assets=assets, name=f"go2_{scene.task}",
+                               extra=extra)
+
+
+@functools.cache
+def letter_image(letter: str, size: int = LETTER_TEXTURE_SIZE) -> np.ndarray:
+    """A white square with a black lowercase letter, uint8 (size, size, 3)."""
+    img = np.full((size, size, 3), 255, np.uint8)
+    scale = size / 36.0
+    (w, h), _ = cv2.getTextSize(letter, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.putText(img, letter, ((size - w) // 2, (size + h) // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                scale, (0, 0, 0), max(2, size // 14), cv2.LINE_AA)
+    return img
+
+
+def load_scene_model(scene: Scene, with_ball: bool | None = None) -> mujoco.MjModel:
+    """Compile the scene and paint the letter textures (drawn here, no image files)."""
+    model = mujoco.MjModel.from_xml_string(scene_mjcf(scene, with_ball))
+    for letter in LETTERS:
+        tex = model.texture(f"letter_tex_{letter}")
+        face = np.rot90(letter_image(letter, int(tex.width[0])), k=-1)  # upright on -x
+        start = int(tex.adr[0])
+        data = np.concatenate([face] * 6).ravel()
+        model.tex_data[start:start + data.size] = data
+    return model

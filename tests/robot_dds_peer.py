@@ -1,0 +1,60 @@
+"""A stand-in Go2 for DDS tests and bench/bench_control.py: the robot side of rt/lowstate/lowcmd.
+
+Publishes LowState at ``--hz`` for ``--seconds`` (tick = send time in us, mod 2**32, so the
+other side can measure latency; q[0] = sequence number), every ``--corrupt-every``-th message
+with a wrong CRC, and writes what it received on rt/lowcmd as JSON to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from more_policy.robot.go2 import RobotState
+from more_policy.robot.go2_io import Go2IOConfig, Go2RobotEndpoint, fill_lowstate
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--domain", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--hz", type=float, default=500.0)
+    p.add_argument("--corrupt-every", type=int, default=0)
+    p.add_argument("--wait-peer", type=float, default=10.0)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+
+    seqs: list[float] = []
+    endpoint = Go2RobotEndpoint(Go2IOConfig(domain_id=args.domain, interface="lo"),
+                                on_command=lambda c: seqs.append(float(c.q[0])))
+    endpoint.wait_for_first(args.wait_peer)  # start the clock once the controller is there
+    n = int(args.seconds * args.hz)
+    state = RobotState()
+    start = time.perf_counter()
+    corrupted = 0
+    for k in range(n):
+        state.q = np.full(12, float(k))
+        state.tick = int(time.monotonic() * 1e6) & 0xFFFFFFFF
+        if args.corrupt_every and k % args.corrupt_every == args.corrupt_every - 1:
+            msg = fill_lowstate(endpoint._msg, state)
+            msg.crc ^= 0x1  # one flipped bit
+            endpoint._publisher.Write(msg)
+            corrupted += 1
+        else:
+            endpoint.publish(state)
+        delay = start + (k + 1) / args.hz - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    time.sleep(0.3)  # let the last commands arrive
+    endpoint.close()
+    with open(args.out, "w") as f:
+        json.dump({"sent": n, "corrupted": corrupted, "received": endpoint.stats.received,
+                   "bad_crc": endpoint.stats.bad_crc, "command_seqs": seqs,
+                   "elapsed_s": time.perf_counter() - start}, f)
+
+
+if __name__ == "__main__":
+    main()

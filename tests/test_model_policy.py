@@ -1,0 +1,209 @@
+"""MoREPolicy on the tiny random Fuyu: inputs, Q-values, gradients, greedy decoding, save/load."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from more_policy.actions import ActionSpace
+from more_policy.model import MoREConfig, MoREPolicy
+from more_policy.model.backbones import BackboneError, get_backbone
+
+CFG = MoREConfig(backbone="tiny", lora_rank=8, attn_lora_rank=8, lora_dropout=0.0)
+INSTRUCTIONS = ["go to the red ball", "crawl", "distinguish letter a from the other boxes"]
+
+
+def images(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = [(48, 64), (32, 32), (120, 90)]
+    return [rng.integers(0, 256, (*sizes[i % 3], 3), dtype=np.uint8) for i in range(n)]
+
+
+def perturb(policy, seed=0, std=0.2):
+    """Give the adapters non-trivial values (at init every B is zero)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in policy.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * std)
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return MoREPolicy.from_config(CFG)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    policy = MoREPolicy.from_config(CFG, seed=3)
+    perturb(policy)
+    return policy
+
+
+@pytest.fixture(scope="module")
+def bins():
+    return torch.randint(0, 256, (3, 12), generator=torch.Generator().manual_seed(1))
+
+
+def test_prepare_layout(fresh, bins):
+    inputs = fresh.prepare(images(), INSTRUCTIONS, bins)
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    assert ids.shape == mask.shape == inputs["position_ids"].shape
+    assert inputs["pixel_values"].shape == (3, 4, 16 * 16 * 3)  # 32x32 image, 16x16 patches
+    assert inputs["pixel_values"].abs().max() <= 1.0
+    # Left padding: every sample ends with BOA then the 11 teacher-forced action tokens.
+    boa = fresh.tokenizer.convert_tokens_to_ids("<0x04>")
+    assert torch.all(ids[:, -12] == boa)
+    torch.testing.assert_close(ids[:, -11:], bins[:, :11] + fresh.token_offset)
+    assert torch.all(mask[:, -12:] == 1) and mask[1].sum() < mask[2].sum()
+    first = mask.argmax(-1)
+    assert torch.all(inputs["position_ids"][torch.arange(3), first] == 0)
+    # Image rows: 2 placeholders + row end, twice, then BOS; then the prompt.
+    image_id = fresh.model.config.image_token_id
+    assert (ids[0] == image_id).sum() == 4
+    prompt = fresh.tokenizer.decode(ids[2, first[2] + 7:-12])
+    assert prompt.strip() == CFG.prompt_template.format(instruction=INSTRUCTIONS[2])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda: ([np.zeros((8, 8), np.uint8)], ["x"]), "HxWx3 uint8"),
+    (lambda: (images(2), ["one"]), "one instruction per image"),
+    (lambda: (images(1), "go"), "list of strings"),
+])
+def test_prepare_rejects_bad_input(fresh, bad, message):
+    imgs, texts = bad()
+    with pytest.raises((ValueError, TypeError), match=message):
+        fresh.prepare(imgs, texts)
+    with pytest.raises(ValueError, match="action_bins"):
+        fresh.prepare(images(1), ["go"], torch.full((1, 12), 256))
+
+
+def test_forward_shapes_and_q_values(trained, bins):
+    out = trained(trained.prepare(images(), INSTRUCTIONS, bins))
+    vocab = trained.token_offset + 256
+    assert out.action_logits.shape == (3, 12, 256) and out.vocab_logits.shape == (3, 12, vocab)
+    torch.testing.assert_close(out.action_logits, out.vocab_logits[..., trained.token_offset:])
+    assert torch.all((out.q_values > 0) & (out.q_values < 1))
+    assert out.balance_loss.ndim == 0 and out.balance_loss.item() >= 1.0 - 1e-5
+    fractions = out.router_stats["top1_fraction"]
+    assert fractions.shape == (2, 8)
+    torch.testing.assert_close(fractions.sum(-1), torch.ones(2))
+    # Without action bins only the first dimension is predicted (the next-state Bellman max).
+    first = trained(trained.prepare(images(), INSTRUCTIONS))
+    assert first.action_logits.shape == (3, 1, 256)
+    torch.testing.assert_close(first.action_logits[:, 0], out.action_logits[:, 0],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_identity_at_initialisation_matches_frozen_backbone(fresh):
+    base, _ = get_backbone("fuyu").build_random("tiny", seed=0, dtype="float32")
+    inputs = fresh.prepare(images(), INSTRUCTIONS)
+    with torch.no_grad():
+        ours = fresh(inputs).vocab_logits[:, 0, :fresh.token_offset]
+        ref = base(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                   attention_mask=inputs["attention_mask"], position_ids=inputs["position_ids"],
+                   logits_to_keep=1).logits[:, 0]
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_reach_only_adapter_weights(bins):
+    policy = MoREPolicy.from_config(CFG)
+    perturb(policy, std=0.05)
+    policy.train()
+    out = policy(policy.prepare(images(), INSTRUCTIONS, bins))
+    (out.q_values.square().mean() + 0.01 * out.balance_loss).backward()
+    trainable = {id(p) for p in policy.trainable_parameters()}
+    names = set()
+    for name, p in policy.model.named_parameters():
+        if id(p) in trainable:
+            names.add(name.rsplit(".", 1)[-1] if "lora" not in name else "lora")
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, f"frozen weight {name} got a gradient"
+    assert {"lora", "weight", "up_A", "up_B", "down_A", "down_B", "action_rows"} <= names
+    frozen = sum(p.numel() for p in policy.model.parameters()) - sum(
+        p.numel() for p in policy.trainable_parameters())
+    assert frozen > 0
+
+
+def test_batched_equals_single_despite_padding(trained, bins):
+    batch = trained.q_values(trained.prepare(images(), INSTRUCTIONS, bins))
+    for i in range(3):
+        single = trained.q_values(trained.prepare(images()[i:i + 1], INSTRUCTIONS[i:i + 1],
+                                                  bins[i:i + 1]))
+        torch.testing.assert_close(single[0], batch[i], atol=1e-5, rtol=1e-4)
+
+
+def test_cached_act_equals_uncached_reference(trained):
+    cached = trained.act(images(), INSTRUCTIONS)
+    reference = trained.act(images(), INSTRUCTIONS, use_cache=False)
+    assert cached.bins.shape == (3, 12) and cached.bins.dtype == torch.long
+    assert torch.equal(cached.bins, reference.bins)
+    torch.testing.assert_close(cached.q_values, reference.q_values, atol=1e-5, rtol=1e-5)
+    assert len(set(cached.bins.flatten().tolist())) > 3  # a non-degenerate decode
+    torch.testing.assert_close(cached.token_ids, cached.bins + trained.token_offset)
+    np.testing.assert_allclose(cached.values, trained.action_space.decode(cached.bins.numpy()))
+    assert cached.expert_usage.shape == (2, 8)
+    torch.testing.assert_close(cached.expert_usage.sum(-1), torch.ones(2))
+    assert cached.prefill_ms > 0 and cached.decode_ms > 0
+
+
+def test_act_is_greedy_over_teacher_forced_q_values(trained):
+    result = trained.act(images(), INSTRUCTIONS)
+    q = trained.q_values(trained.prepare(images(), INSTRUCTIONS, result.bins))  # (3, 12, 256)
+    torch.testing.assert_close(q.argmax(-1), result.bins)
+    torch.testing.assert_close(q.gather(-1, result.bins[..., None])[..., 0], result.q_values,
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_save_load_round_trip(trained, bins, tmp_path):
+    space = ActionSpace().with_ranges({"vel_x": (0.0, 1.5)})
+    policy = MoREPolicy.from_config(CFG, action_space=space, seed=5)
+    perturb(policy, seed=2)
+    policy.save_pretrained(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "more_config.json", "adapter_model.safetensors", "backbone_config.json",
+        "action_space.json", "tokenizer"}
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    assert set(saved) == set(policy.trainable_state_dict())
+    n_saved = sum(t.numel() for t in saved.values())
+    assert n_saved < 0.5 * sum(p.numel() for p in policy.model.parameters())
+    assert json.loads((tmp_path / "more_config.json").read_text())["backbone_seed"] == 5
+
+    loaded = MoREPolicy.from_pretrained(tmp_path)
+    assert loaded.action_space.to_dict() == space.to_dict()
+    inputs = policy.prepare(images(), INSTRUCTIONS, bins)
+    assert torch.equal(policy.q_values(inputs), loaded.q_values(inputs))
+    assert torch.equal(policy.act(images(), INSTRUCTIONS).bins,
+                       loaded.act(images(), INSTRUCTIONS).bins)
+
+
+def test_trainable_state_swap_for_target_network(trained, bins):
+    inputs = trained.prepare(images(), INSTRUCTIONS, bins)
+    online = trained.q_values(inputs)
+    target_state = {n: t.clone() * 0.5 for n, t in trained.trainable_state_dict().items()}
+    with trained.using_weights(target_state):
+        target = trained.q_values(inputs)
+    assert not torch.allclose(online, target)
+    assert torch.equal(trained.q_values(inputs), online)  # restored
+    with pytest.raises(KeyError, match="missing"):
+        trained.load_trainable_state_dict({})
+
+
+def test_config_round_trip_and_errors(tmp_path):
+    cfg = MoREConfig(backbone="small", num_experts=4, top_k=1, prompt_template="Do {instruction}")
+    assert MoREConfig.from_json(cfg.to_json()) == cfg
+    (tmp_path / "c.json").write_text(cfg.to_json())
+    assert MoREConfig.from_json(tmp_path / "c.json") == cfg
+    assert cfg.format_prompt("go to the ball.") == "Do go to the ball"
+    with pytest.raises(ValueError, match="top_k"):
+        MoREConfig(num_experts=2, top_k=3)
+    with pytest.raises(ValueError, match="instruction"):
+        MoREConfig(prompt_template="no slot")
+    with pytest.raises(ValueError, match="unknown MoREConfig fields"):
+        MoREConfig.from_dict({"experts": 3})
+    with pytest.raises(BackboneError, match="config.json"):
+        MoREPolicy.from_config(MoREConfig(backbone=str(tmp_path / "missing")))
+    with pytest.raises(FileNotFoundError, match="more_config.json"):
+        MoREPolicy.from_pretrained(tmp_path)
