@@ -102,8 +102,8 @@ def bench_generate(policy: MoREPolicy, label: str, repeats: int) -> None:
 
 
 def bench_mixlora(hidden: int, inner: int, tokens: int, repeats: int, label: str) -> None:
-    from transformers.models.persimmon.modeling_persimmon import PersimmonMLP
     from transformers import PersimmonConfig
+    from transformers.models.persimmon.modeling_persimmon import PersimmonMLP
 
     torch.manual_seed(0)
     mlp = PersimmonMLP(PersimmonConfig(hidden_size=hidden, intermediate_size=inner,
@@ -119,7 +119,6 @@ def bench_mixlora(hidden: int, inner: int, tokens: int, repeats: int, label: str
 
 
 def bench_memory() -> None:
-    cfg = MoREConfig(backbone="small")
     sizes = {}
     for name, dtype, quant in [("fp32", "float32", None), ("bf16", "bfloat16", None),
                                ("int8", "float32", "int8"), ("nf4", "float32", "nf4")]:

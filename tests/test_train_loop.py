@@ -14,6 +14,7 @@ import pytest
 import torch
 from test_data_quard import write_episode
 
+from more_policy.data import EpisodeDataset
 from more_policy.data.quard import convert_quard
 from more_policy.rl import RLConfig
 from more_policy.train import TrainConfig, config_from_args, lr_at, train
@@ -60,7 +61,13 @@ def test_tiny_model_trains_end_to_end_from_a_converted_dataset(dataset, tmp_path
         names = {n for _, n, _ in csv.reader(f)}
     assert {"td_loss", "conservative_loss", "vocab_loss", "balance_loss", "q_taken",
             "expert_load_max/layer0", "lr", "grad_norm"} <= names
-    assert (run / "final" / "action_space.json").exists()
+    from more_policy.model import MoREPolicy
+
+    loaded = MoREPolicy.from_pretrained(run / "final")
+    trained = final_state(run, 16)["trainable"]
+    for name, value in loaded.trainable_state_dict().items():
+        assert torch.equal(value, trained["policy.model." + name]), name
+    assert loaded.action_space.to_dict() == EpisodeDataset(dataset).action_space.to_dict()
     assert RLConfig.load(run) == RLConfig()
     assert (run / "checkpoints" / "step_0000016" / "policy").is_dir()
 

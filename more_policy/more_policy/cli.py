@@ -13,6 +13,8 @@ import sys
 # Modules that contribute subcommands, in the order `more --help` lists them.
 COMMAND_MODULES = (
     "more_policy.actions_cli",
+    "more_policy.data.cli",
+    "more_policy.rl.cli",
 )
 
 

@@ -63,21 +63,25 @@ def resize_images(images: list[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
-def _seeded_build(model_cls: type[PreTrainedModel], config, seed: int,
-                  dtype: torch.dtype) -> PreTrainedModel:
-    """Random weights that depend only on (config, seed): rebuilt identically after loading."""
-    with torch.random.fork_rng(devices=[]):
+def _seeded_build(model_cls: type[PreTrainedModel], config, seed: int, dtype: torch.dtype,
+                  device: str = "cpu") -> PreTrainedModel:
+    """Random weights that depend only on (config, seed, device): rebuilt identically later.
+
+    Small configs are drawn on the CPU (so any device gets the same weights); the full-size
+    one is drawn on its target device in its target dtype (it would not fit otherwise).
+    """
+    with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
-        model = model_cls(config)
-    return model.to(dtype).eval()
+        model = model_cls._from_config(config, dtype=dtype)
+    return model.eval()
 
 
 def _quantized_from_random(model_cls, config, seed: int, dtype: torch.dtype,
-                           quantization_config, device: str) -> PreTrainedModel:
+                           quantization_config, device: str, build_device: str) -> PreTrainedModel:
     """bitsandbytes quantizes while loading, so a random backbone goes through a temp dir."""
     from transformers.utils import logging as hf_logging
 
-    model = _seeded_build(model_cls, config, seed, torch.float32)
+    model = _seeded_build(model_cls, config, seed, dtype, build_device)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a temp-dir round trip, not a load worth reporting
     try:
@@ -112,12 +116,13 @@ class BackboneAdapter:
     def build_random(self, name: str, seed: int, dtype: str, device: str = "cpu",
                      quantization_config=None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         config = self.random_config(name)
+        build_device = device if name == "full" else "cpu"
         if quantization_config is None:
-            model = _seeded_build(self.model_class(), config, seed, TORCH_DTYPES[dtype])
-            model = model.to(device)
+            model = _seeded_build(self.model_class(), config, seed, TORCH_DTYPES[dtype],
+                                  build_device).to(device)
         else:
-            model = _quantized_from_random(self.model_class(), config, seed,
-                                           TORCH_DTYPES[dtype], quantization_config, device)
+            model = _quantized_from_random(self.model_class(), config, seed, TORCH_DTYPES[dtype],
+                                           quantization_config, device, build_device)
         tokenizer = build_random_tokenizer(self.text_config(config).vocab_size)
         return model, tokenizer
 

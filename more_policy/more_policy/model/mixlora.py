@@ -120,14 +120,19 @@ class MixLoRAFFN(nn.Module):
         return torch.cat(out) * self.scaling
 
     def _record_stats(self, probs: torch.Tensor, top1: torch.Tensor, shape) -> None:
+        # Padding is weighted out rather than indexed away so that the autograd graph has the
+        # same structure with or without a mask (activation checkpointing recomputes it).
         mask = self.token_mask
         if mask is not None and mask.shape == shape[:-1]:
-            keep = mask.reshape(-1).to(torch.bool)
-            probs, top1 = probs[keep], top1[keep]
-        counts = torch.bincount(top1.detach(), minlength=self.num_experts).float()
-        mean_probs = probs.mean(dim=0) if top1.numel() else probs.new_zeros(self.num_experts)
-        self.last_stats = RouterStats(top1_counts=counts, mean_probs=mean_probs,
-                                      num_tokens=int(top1.numel()))
+            weight = mask.reshape(-1).to(probs.dtype)
+        else:
+            weight = probs.new_ones(probs.shape[0])
+        num_tokens = weight.sum()
+        counts = torch.bincount(top1.detach(), weights=weight.detach(),
+                                minlength=self.num_experts)
+        mean_probs = (probs * weight[:, None]).sum(0) / num_tokens.clamp(min=1)
+        self.last_stats = RouterStats(top1_counts=counts.float(), mean_probs=mean_probs,
+                                      num_tokens=int(num_tokens.item()))
 
     def extra_repr(self) -> str:
         return (f"num_experts={self.num_experts}, top_k={self.top_k}, rank={self.rank}, "

@@ -19,7 +19,12 @@ from torch import nn
 
 from more_policy.actions import NUM_DIMS, ActionSpace
 from more_policy.model.adapters import adapter_state_dict, inject_more_adapters
-from more_policy.model.backbones import begin_answer_id, get_backbone, resize_images
+from more_policy.model.backbones import (
+    TORCH_DTYPES,
+    begin_answer_id,
+    get_backbone,
+    resize_images,
+)
 from more_policy.model.config import MoREConfig
 from more_policy.model.mixlora import MixLoRAFFN
 from more_policy.model.quantization import bnb_config
@@ -183,7 +188,7 @@ class MoREPolicy(nn.Module):
         inputs.update(self.backbone_adapter.extra_inputs(pixels))
         if action_bins is not None:
             inputs["action_bins"] = action_bins
-        device, dtype = self.device, self.model.dtype
+        device, dtype = self.device, TORCH_DTYPES[self.config.dtype]
         return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
                 for k, v in inputs.items()}
 

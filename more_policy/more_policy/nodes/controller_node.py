@@ -113,6 +113,7 @@ class ControllerNode(Node):
         self._stop = threading.Event()
         self._start_time = time.monotonic()
         self._active = self.space.default_command()
+        self._max_state_age = 0.0  # since the last diagnostics message [s]
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], STATUS_QOS)
         self.create_subscription(Go2Command, p["command_topic"], self._on_command, COMMAND_QOS)
@@ -173,6 +174,7 @@ class ControllerNode(Node):
                 cmd = MotorCommand.damping(self.monitor.config.damping_kd)
             else:
                 self.monitor.state_received(self.client.stats.last_receive_time)
+                self._max_state_age = max(self._max_state_age, self.client.age())
                 if not self.standup.done:
                     fault = self.monitor.check(state, now)
                     self.phase = "standing up" if fault is None else "damping"
@@ -205,10 +207,12 @@ class ControllerNode(Node):
                 "rejected_commands": str(status.rejected_commands),
                 "clamped_commands": str(status.clamped_commands),
                 "lowstate_age_ms": f"{1e3 * self.client.age():.1f}",
+                "lowstate_max_age_ms": f"{1e3 * self._max_state_age:.1f}",
                 "lowstate_received": str(self.client.stats.received),
                 "lowstate_bad_crc": str(self.client.stats.bad_crc),
                 "lowcmd_sent": str(self.client.stats.sent),
             }
+            self._max_state_age = 0.0
         values.update({f"active_{n}": f"{v:.4f}" for n, v in zip(self.space.names, active)})
         diag = DiagnosticStatus(name="more_controller", hardware_id="unitree_go2")
         if fault is not None:

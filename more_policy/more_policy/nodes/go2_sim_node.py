@@ -6,16 +6,19 @@ domain) and the front camera on the realsense-ros topic, so controller_node and 
 exactly as on the robot. The task scene, instruction and success checker come from
 :func:`more_policy.sim.env.make_env`. Physics advances in real time on its own thread (slowed
 down, never skipped, when the machine cannot keep up); the episode report (std_msgs/String,
-JSON: task, seed, instruction, success, failure, base pose, goal) goes out at 2 Hz.
+JSON: task, seed, instruction, success, failure, base pose, goal) goes out at 2 Hz. Frames
+are rendered on a second thread from a copy of the physics state, so LowState keeps its rate.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import threading
 import time
 
+import mujoco
 import numpy as np
 import rclpy
 from rclpy.node import Node
@@ -31,6 +34,8 @@ from more_policy.nodes.interfaces import (
 )
 from more_policy.nodes.messages import EPISODE_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, rgb_to_image
 from more_policy.sim import tasks
+from more_policy.sim.go2_mjcf import CAMERA_NAME
+from more_policy.sim.render import render_camera
 
 PARAMETERS = (
     ParamSpec("task", "go_to",
@@ -84,8 +89,15 @@ class Go2SimNode(Node):
             self.instruction_pub.publish(String(data=self.instruction))
         self.create_timer(1.0 / EPISODE_RATE_HZ, self._publish_episode)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sim_loop, name="go2_sim", daemon=True)
-        self._thread.start()
+        self._first_frame = threading.Event()
+        self._threads = [threading.Thread(target=self._camera_loop, name="go2_sim_camera",
+                                          daemon=True),
+                         threading.Thread(target=self._sim_loop, name="go2_sim", daemon=True)]
+        # The first render builds the GL context (in the camera thread, which owns it): let it
+        # finish before physics starts the clock.
+        self._threads[0].start()
+        self._first_frame.wait(timeout=30.0)
+        self._threads[1].start()
         self.get_logger().info(f"sim {p['task']} seed {p['seed']}: {self.instruction!r}")
 
     def _sim_loop(self) -> None:
@@ -96,42 +108,66 @@ class Go2SimNode(Node):
             raise
 
     def _run_physics(self) -> None:
-        """Physics in (scaled) real time; LowState every step, a frame every camera period."""
-        p, physics = self.params, self.physics
+        """Physics in (scaled) real time, LowState after every step."""
+        rtf, physics = self.params["real_time_factor"], self.physics
         dt = physics.physics_dt
-        frame_period = 1.0 / p["camera_rate_hz"]
-        next_frame = 0.0
         start_wall, start_sim = time.perf_counter(), physics.time
         while not self._stop.is_set():
-            target = start_sim + (time.perf_counter() - start_wall) * p["real_time_factor"]
+            target = start_sim + (time.perf_counter() - start_wall) * rtf
             steps = int((target - physics.time) / dt)
             if steps <= 0:
-                time.sleep(min(dt, (physics.time + dt - target) / p["real_time_factor"]))
+                time.sleep(min(dt, (physics.time + dt - target) / rtf))
                 continue
             if steps > MAX_CATCH_UP_STEPS:  # too slow: let sim time fall behind wall time
                 start_sim -= (steps - MAX_CATCH_UP_STEPS) * dt
                 steps = MAX_CATCH_UP_STEPS
             for _ in range(steps):
                 command = self.endpoint.latest_command()
-                if command is not None:
-                    try:
-                        physics.apply(command)
-                    except ValueError as e:  # NaN or wrong shape from the wire: keep the last
-                        self.get_logger().warning(f"ignoring LowCmd: {e}",
-                                                  throttle_duration_sec=1.0)
-                physics.step(1)
-                self.endpoint.publish(physics.state())
+                with self._lock:
+                    if command is not None:
+                        try:
+                            physics.apply(command)
+                        except ValueError as e:  # NaN or bad shape on the wire: keep the last
+                            self.get_logger().warning(f"ignoring LowCmd: {e}",
+                                                      throttle_duration_sec=1.0)
+                    physics.step(1)
+                    state = physics.state()
+                self.endpoint.publish(state)
             with self._lock:
                 success, failure = self.env.checker.update(self.env.world_state())
                 self.success = self.success or success
                 self.failure = self.failure or failure
-            if physics.time >= next_frame:
-                next_frame = physics.time + frame_period
-                self._publish_frame()
 
-    def _publish_frame(self) -> None:
-        rgb = self.env.render(self.params["image_height"], self.params["image_width"])
+    def _render_frame(self) -> None:
+        """Publish a frame rendered from a snapshot of the physics state."""
+        p = self.params
+        with self._lock:
+            snapshot = copy.copy(self.physics.data)
+        mujoco.mj_camlight(self.physics.model, snapshot)
+        rgb = render_camera(self.physics.model, snapshot, p["image_width"], p["image_height"],
+                            CAMERA_NAME)
         self.image_pub.publish(rgb_to_image(rgb, stamp=self.get_clock().now().to_msg()))
+
+    def _camera_loop(self) -> None:
+        """Frames on their own thread, so rendering never stalls LowState."""
+        p = self.params
+        period = 1.0 / (p["camera_rate_hz"] * p["real_time_factor"])
+        next_frame = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                self._render_frame()
+                self._first_frame.set()
+                next_frame += period
+                delay = next_frame - time.perf_counter()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_frame = time.perf_counter()
+        except Exception as e:  # a dead camera: the policy's staleness check stops acting
+            self.get_logger().fatal(f"camera stopped: {type(e).__name__}: {e}")
+            raise
+        finally:
+            self._first_frame.set()
 
     def episode_report(self) -> dict:
         with self._lock:
@@ -154,7 +190,8 @@ class Go2SimNode(Node):
 
     def destroy_node(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        for thread in self._threads:
+            thread.join(timeout=2.0)
         self.endpoint.close()
         self.env.close()
         super().destroy_node()

@@ -1,0 +1,9 @@
+"""MuJoCo Go2 simulation: the Go2 model, the six QUARD task scenes, command- and physics-mode
+environments, a scripted expert and sub-optimal data generator, and the closed-loop evaluator.
+
+Rendering is headless: MUJOCO_GL defaults to egl (set before MuJoCo is first imported).
+"""
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")

@@ -181,6 +181,8 @@ class Go2TaskEnv:
             touched = self._physics_step(command)
         self.steps += 1
         terminated = bool(self.action_space.is_terminate(command))
+        if terminated and self.mode == "physics" and self._ball is not None:
+            self._settle_ball()
         world = self.world_state()
         world.terminated = terminated
         world.command_speed = float(np.linalg.norm(command[0:2]))
@@ -283,6 +285,14 @@ class Go2TaskEnv:
                 self._ball_held = False  # the holder lets go: the ball rolls off
                 p.data.eq_active[p.model.equality("ball_holder").id] = 0
         return touched
+
+    def _settle_ball(self, limit_s: float = 2.0) -> None:
+        """After terminate, stand still until a released ball comes to rest (physics mode)."""
+        stand = self.action_space.default_command()
+        for _ in range(round(limit_s / self.policy_dt)):
+            if self._ball_held or self.world_state().ball_landed:
+                return
+            self._physics_step(stand)
 
     # -- observation and state -------------------------------------------------------------
     def world_state(self) -> tasks.WorldState:

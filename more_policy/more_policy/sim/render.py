@@ -9,12 +9,9 @@ the model and data it is given. Shadows, reflections and the skybox are off (3-5
 
 from __future__ import annotations
 
-import os
-
-import mujoco
+import mujoco  # MUJOCO_GL is defaulted to egl in more_policy.sim.__init__
 import numpy as np
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 MAX_GEOMS = 2000
 
 

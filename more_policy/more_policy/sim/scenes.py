@@ -24,9 +24,12 @@ COLOR_SETS: dict[str, dict[str, tuple[float, float, float]]] = {
     "unseen": {"gold": (0.83, 0.69, 0.22), "orange": (1.0, 0.5, 0.0),
                "pink": (1.0, 0.45, 0.7), "purple": (0.5, 0.15, 0.65)},
 }
+NEUTRALS = {"grey": (0.5, 0.5, 0.52), "white": (0.92, 0.92, 0.9), "black": (0.08, 0.08, 0.08),
+            "brown": (0.4, 0.26, 0.13)}
 LETTERS = "abcdef"
 SHAPES = ("ball", "box", "cylinder")
 OBJECT_SIZE = 0.15  # half size of targets [m]
+LETTER_BOX_SIZE = 0.2  # half size of the letter boxes: the glyph is ~25 px tall from 3 m
 TUNNEL_LENGTH, TUNNEL_HALF_WIDTH, TUNNEL_HEIGHT = 1.0, 0.4, 0.6
 GATE_HALF_WIDTH, BAR_RADIUS = 0.5, 0.02
 BAR_BOTTOM_RANGE = (0.29, 0.33)  # the standing Go2 (top ~0.36 m) must crouch to pass
@@ -44,7 +47,7 @@ class SceneObject:
     """One static object; ``pos`` is its centre, ``yaw`` about z, ``size`` MuJoCo half sizes."""
 
     name: str
-    kind: str  # ball | box | cylinder | letter_box | obstacle | wall | roof | post | bar | tray
+    kind: str  # ball|box|cylinder|letter_box|obstacle|wall|roof|post|bar|tray|clutter_*
     pos: tuple[float, float, float]
     size: tuple[float, ...]
     color: str = ""
@@ -112,11 +115,30 @@ def _shape_object(name: str, shape: str, xy, color: str, colors: str) -> SceneOb
 
 
 def sample_scene(task: str, rng: np.random.Generator, colors: str = "seen") -> Scene:
-    """A random layout of ``task`` (see :data:`TASKS`) using colour set ``colors``."""
+    """A random layout of ``task`` (see :data:`TASKS`) using colour set ``colors``.
+
+    Besides the task's objects, 0-2 neutral clutter objects stand well off to the sides.
+    """
     if task not in TASKS:
         raise SceneError(f"unknown task {task!r}; choose from {TASKS}")
     if colors not in COLOR_SETS:
         raise SceneError(f"unknown colour set {colors!r}; choose from {sorted(COLOR_SETS)}")
+    scene = _task_layout(task, rng, colors)
+    for k in range(rng.integers(0, 3)):
+        name = list(NEUTRALS)[rng.integers(len(NEUTRALS))]
+        x, y = rng.uniform(2.5, 6.0), rng.choice([-1.0, 1.0]) * rng.uniform(2.0, 2.8)
+        if rng.random() < 0.5:
+            h = rng.uniform(0.1, 0.3)
+            obj = SceneObject(f"clutter_{k}", "clutter_box", (x, y, h), (0.15, 0.15, h), name,
+                              _rgba(NEUTRALS[name]), float(rng.uniform(0, np.pi)))
+        else:
+            obj = SceneObject(f"clutter_{k}", "clutter_cylinder", (x, y, 0.25), (0.12, 0.25),
+                              name, _rgba(NEUTRALS[name]))
+        scene.objects.append(obj)
+    return scene
+
+
+def _task_layout(task: str, rng: np.random.Generator, colors: str) -> Scene:
     start_yaw = float(rng.uniform(-0.05, 0.05))
     if task in ("go_to", "go_avoid"):
         t_xy, d_xy = _two_sides(rng)
@@ -135,7 +157,7 @@ def sample_scene(task: str, rng: np.random.Generator, colors: str = "seen") -> S
     if task == "distinguish":
         t_xy, d_xy = _two_sides(rng)
         letter, other = rng.choice(list(LETTERS), size=2, replace=False)
-        s = OBJECT_SIZE
+        s = LETTER_BOX_SIZE
         objects = [SceneObject("target", "letter_box", (*t_xy, s), (s, s, s), letter=letter,
                                rgba=(1, 1, 1, 1)),
                    SceneObject("distractor", "letter_box", (*d_xy, s), (s, s, s),
@@ -195,14 +217,16 @@ def _geom_xml(obj: SceneObject) -> str:
         r, h = obj.size
         rim = " ".join(f"{v:.3f}" for v in (*(np.array(obj.rgba[:3]) * 0.6), 1.0))
         x, y, z = obj.pos
-        rims = "".join(
-            f'<geom type="box" pos="{x + dx:.4f} {y + dy:.4f} {z + h:.4f}" '
-            f'size="{sx:.3f} {sy:.3f} 0.012" rgba="{rim}" contype="0" conaffinity="0"/>'
-            for dx, dy, sx, sy in ((r, 0, 0.012, r), (-r, 0, 0.012, r), (0, r, r, 0.012),
-                                   (0, -r, r, 0.012)))
+        rims = "".join(  # 4 cm walls: they catch a ball rolling in
+            f'<geom name="{obj.name}_rim{k}" type="box" pos="{x + dx:.4f} {y + dy:.4f} '
+            f'{z + h + 0.02:.4f}" size="{sx:.3f} {sy:.3f} 0.02" rgba="{rim}" contype="1" '
+            f'conaffinity="3"/>'
+            for k, (dx, dy, sx, sy) in enumerate(((r, 0, 0.012, r), (-r, 0, 0.012, r),
+                                                  (0, r, r, 0.012), (0, -r, r, 0.012))))
         return f'<geom {common} type="cylinder" size="{size}" rgba="{rgba}"/>{rims}'
     geom_type = {"ball": "sphere", "box": "box", "cylinder": "cylinder", "obstacle": "box",
-                 "wall": "box", "roof": "box", "post": "cylinder"}[obj.kind]
+                 "wall": "box", "roof": "box", "post": "cylinder", "clutter_box": "box",
+                 "clutter_cylinder": "cylinder"}[obj.kind]
     return f'<geom {common} type="{geom_type}" size="{size}" rgba="{rgba}" {euler}/>'
 
 
