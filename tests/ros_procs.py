@@ -35,8 +35,10 @@ def isolated_domain() -> Iterator[int]:
 class NodeProcess:
     """``python -m <module> --ros-args -p k:=v ...`` with its output in a log file."""
 
-    def __init__(self, module: str, params: dict | None = None, extra_args: list[str] = ()):
-        args = [sys.executable, "-m", module, *extra_args, "--ros-args"]
+    def __init__(self, module: str, params: dict | None = None, params_file: Path | None = None):
+        args = [sys.executable, "-m", module, "--ros-args"]
+        if params_file is not None:
+            args += ["--params-file", str(params_file)]
         for key, value in (params or {}).items():
             args += ["-p", f"{key}:={value}"]
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop())

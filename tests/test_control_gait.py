@@ -119,15 +119,16 @@ def test_stands_still_on_zero_velocity_and_follows_height_and_width():
     assert np.all(out.tau[2::3] != 0)  # weight feed-forward on the calves
 
 
-def run_sim(vx, yaw, body_height, seconds):
+def run_sim(vx, yaw, body_height, seconds, pitches=None, **dims):
     """Closed loop in MuJoCo physics at 50 Hz; returns body-frame forward speed, yaw rate,
-    mean height (all over the last 80 %) and the minimum trunk height."""
+    mean height (all over the last 80 %) and the minimum trunk height; ``pitches`` collects
+    the trunk pitch."""
     from more_policy.sim.physics import Go2Physics
 
     physics = Go2Physics()
     ctrl = GaitController()
     ctrl.reset(physics.state())
-    cmd = command(vx=vx, yaw=yaw, body_height=body_height)
+    cmd = command(vx=vx, yaw=yaw, body_height=body_height, **dims)
     steps = int(seconds / ctrl.control_dt)
     substeps = int(round(ctrl.control_dt / physics.physics_dt))
     forward, yaws, heights = [], [], []
@@ -136,7 +137,9 @@ def run_sim(vx, yaw, body_height, seconds):
         physics.apply(ctrl.step(physics.state(), cmd))
         physics.step(substeps)
         pos, _ = physics.base_pose()
-        heading = physics.base_yaw_pitch()[0]
+        heading, pitch = physics.base_yaw_pitch()
+        if pitches is not None:
+            pitches.append(pitch)
         moved = (pos - previous)[:2] / ctrl.control_dt
         forward.append(moved[0] * np.cos(heading) + moved[1] * np.sin(heading))
         yaws.append(heading)
@@ -170,6 +173,26 @@ def test_crouches_by_8_cm_on_command():
     _, _, crouched, lowest = run_sim(0.0, 0.0, -0.08, 2.0)
     print(f"stand {standing:.3f} m, crouch {crouched:.3f} m")
     assert standing - crouched == pytest.approx(0.08, abs=0.01) and lowest > 0.15
+
+
+def test_pitch_command_tilts_the_feet_frame():
+    ctrl = GaitController()
+    ctrl.step(RobotState(), command(body_pitch=0.2))
+    level = GaitController()
+    level.step(RobotState(), command())
+    front, rear = ctrl.feet[0], ctrl.feet[2]
+    assert front[2] > level.feet[0, 2] and rear[2] < level.feet[2, 2]  # nose down
+    np.testing.assert_allclose(np.linalg.norm(ctrl.feet, axis=1),
+                               np.linalg.norm(level.feet, axis=1))  # a rotation
+
+
+@pytest.mark.sim
+def test_pitches_nose_down_on_command():
+    pitches = []
+    run_sim(0.0, 0.0, 0.0, 2.0, pitches=pitches, body_pitch=0.2)
+    settled = np.mean(pitches[50:])
+    print(f"commanded pitch 0.2 rad: {settled:.3f} rad")
+    assert settled == pytest.approx(0.2, abs=0.05)
 
 
 @pytest.mark.sim

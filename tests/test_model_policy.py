@@ -212,7 +212,7 @@ def test_config_round_trip_and_errors(tmp_path):
 def test_activation_checkpointing_keeps_adapter_gradients(bins):
     policy = MoREPolicy.from_config(CFG)
     perturb(policy, std=0.05)
-    policy.model.gradient_checkpointing_enable()
+    policy.model.activation_checkpointing_enable()
     policy.train()
     out = policy(policy.prepare(images(), INSTRUCTIONS, bins))
     (out.q_values.mean() + out.balance_loss).backward()
@@ -229,3 +229,24 @@ def test_bfloat16_backbone_stays_close_to_fp32(trained, bins):
     qb = bf16.q_values(bf16.prepare(images(), INSTRUCTIONS, bins))
     assert (qb - q).norm() / q.norm() < 0.05  # measured 0.009
     assert bf16.act(images(), INSTRUCTIONS).bins.shape == (3, 12)
+
+
+def test_act_equals_transformers_generate_restricted_to_action_tokens(trained):
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    offset = trained.token_offset
+
+    class ActionTokensOnly(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            masked = torch.full_like(scores, float("-inf"))
+            masked[:, offset:offset + 256] = scores[:, offset:offset + 256]
+            return masked
+
+    inputs = trained.prepare(images(1), INSTRUCTIONS[:1])
+    with torch.no_grad():
+        generated = trained.model.generate(
+            input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+            attention_mask=inputs["attention_mask"], max_new_tokens=12, min_new_tokens=12,
+            do_sample=False, logits_processor=LogitsProcessorList([ActionTokensOnly()]),
+            pad_token_id=0)
+    assert torch.equal(generated[:, -12:], trained.act(images(1), INSTRUCTIONS[:1]).token_ids)

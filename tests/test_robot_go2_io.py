@@ -55,6 +55,9 @@ def test_crc32_mpeg2_check_value():
 def test_wheel_workaround_imports_sdk():
     unitree = sdk()
     assert unitree.__name__ == "unitree_sdk2py"
+    from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
+
+    assert LowCmd_.serialize.generic and LowState_.deserialize.__func__.generic  # fast codec
     with pytest.raises(ImportError):
         from unitree_sdk2py.b2 import anything  # noqa: F401  (the stub is empty on purpose)
 

@@ -134,3 +134,20 @@ def test_physics_mode_unload_ball_rides_on_the_back():
     world = env.world_state()
     trunk_z = env.base_pose()[2]
     assert world.ball_pos[2] > trunk_z + 0.05 and not world.ball_landed
+
+
+def test_physics_mode_pitch_releases_the_ball_in_front():
+    from more_policy.actions import ActionSpace
+    from more_policy.control.gait import GaitController
+
+    env = make_env("unload", mode="physics", controller=GaitController(), render=False)
+    env.reset(seed=0)
+    cmd = ActionSpace().default_command()
+    cmd[8] = 0.36  # nose down
+    done, steps = False, 0
+    while not done and steps < 15:
+        _, success, done, info = env.step(cmd)
+        steps += 1
+    assert done and not success and info["failure"] == "ball landed outside the trays"
+    ball = env.world_state().ball_pos
+    assert ball[2] < 0.05 and ball[0] > env.base_pose()[0] + 0.2

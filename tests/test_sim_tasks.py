@@ -28,10 +28,12 @@ def test_scenes_are_seeded_and_use_the_requested_colours(task):
     b = scenes.sample_scene(task, np.random.default_rng(7), "unseen")
     c = scenes.sample_scene(task, np.random.default_rng(8), "unseen")
     assert a == b and a != c
-    coloured = [o.color for o in a.objects if o.color]
+    coloured = [o.color for o in a.objects if o.color and not o.kind.startswith("clutter")]
+    assert coloured or task == "distinguish"
     assert all(col in scenes.COLOR_SETS["unseen"] for col in coloured)
+    assert all(o.color in scenes.NEUTRALS for o in a.objects if o.kind.startswith("clutter"))
     if task == "distinguish":
-        letters = [o.letter for o in a.objects]
+        letters = [o.letter for o in a.objects if o.kind == "letter_box"]
         assert len(set(letters)) == 2 and set(letters) <= set(scenes.LETTERS)
 
 

@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "more_policy.actions_cli",
     "more_policy.data.cli",
     "more_policy.rl.cli",
+    "more_policy.sim.cli",
 )
 
 

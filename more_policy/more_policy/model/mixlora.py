@@ -64,7 +64,7 @@ class MixLoRAFFN(nn.Module):
         self.scaling = alpha / rank
         self.router = nn.Linear(hidden, num_experts, bias=False, dtype=dtype)
         nn.init.normal_(self.router.weight, std=router_init_std)
-        # One stacked tensor per LoRA matrix, expert-major: up_A (N, hidden, r), up_B (N, r, inner).
+        # One stacked tensor per LoRA matrix: up_A (N, hidden, r), up_B (N, r, inner), ...
         self.up_A, self.up_B = _lora_pair(num_experts, rank, hidden, inner, dtype)
         self.down_A, self.down_B = _lora_pair(num_experts, rank, inner, hidden, dtype)
         if gate is not None:
@@ -92,29 +92,36 @@ class MixLoRAFFN(nn.Module):
         order = torch.argsort(flat_experts, stable=True)
         counts = torch.bincount(flat_experts, minlength=self.num_experts).tolist()
         token_of = order // self.top_k  # (P,) token of each pair, grouped by expert
+        pair_expert = flat_experts[order]  # (P,) sorted expert ids
         pair_gate = gates.reshape(-1)[order].unsqueeze(-1)  # (P, 1)
         xs = self.dropout(x_adapter[token_of])  # (P, hidden)
 
         up = getattr(base, self.up_name)(x)  # (T, inner) frozen, once per token
-        h = up[token_of] + self._expert_lora(xs, counts, self.up_A, self.up_B).to(up.dtype)
+        up_delta = self._expert_lora(xs, counts, pair_expert, self.up_A, self.up_B)
+        h = up[token_of] + up_delta.to(up.dtype)  # (P, inner)
         if self.gate_name is None:
             h = act(h)  # (P, inner)
         else:
             gate = getattr(base, self.gate_name)(x)  # (T, inner) frozen, once per token
-            h_gate = gate[token_of] + self._expert_lora(xs, counts, self.gate_A,
-                                                         self.gate_B).to(gate.dtype)
+            h_gate = gate[token_of] + self._expert_lora(xs, counts, pair_expert,
+                                                         self.gate_A, self.gate_B).to(gate.dtype)
             h = act(h_gate) * h
         # W_down is linear: mix the expert activations first, then project once per token.
         mixed = torch.zeros_like(up).index_add_(0, token_of, h * pair_gate.to(h.dtype))
         out = getattr(base, self.down_name)(mixed)  # (T, hidden)
-        down_delta = self._expert_lora(self.dropout(h.to(xs.dtype)), counts, self.down_A,
-                                       self.down_B) * pair_gate  # (P, hidden)
+        down_delta = self._expert_lora(self.dropout(h.to(xs.dtype)), counts, pair_expert,
+                                       self.down_A, self.down_B) * pair_gate  # (P, hidden)
         out = out.index_add(0, token_of, down_delta.to(out.dtype))
         return out.reshape(shape)
 
-    def _expert_lora(self, xs: torch.Tensor, counts: list[int], a: torch.Tensor,
-                     b: torch.Tensor) -> torch.Tensor:
+    def _expert_lora(self, xs: torch.Tensor, counts: list[int], pair_expert: torch.Tensor,
+                     a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Expert k's ``scale * B_k A_k`` on its own slice of the grouped pairs: (P, d_out)."""
+        if xs.shape[0] <= self.num_experts:
+            # Few pairs (decoding): gather each pair's expert matrices, two batched matmuls
+            # instead of one pair of small matmuls per expert.
+            out = torch.bmm(torch.bmm(xs.unsqueeze(1), a[pair_expert]), b[pair_expert])
+            return out.squeeze(1) * self.scaling
         chunks = torch.split(xs, counts)
         out = [(c @ a[k]) @ b[k] for k, c in enumerate(chunks) if c.shape[0]]
         return torch.cat(out) * self.scaling

@@ -91,7 +91,7 @@ class MoREPolicy(nn.Module):
                     device: str = "cpu", quantization: str | None = None) -> MoREPolicy:
         """A fresh policy: random backbone ('tiny'/'small'/'full') or a local checkpoint path."""
         backbone = get_backbone(cfg.backbone_kind)
-        qconfig = bnb_config(quantization)
+        qconfig = bnb_config(quantization, compute_dtype=TORCH_DTYPES[cfg.dtype])
         if cfg.is_random_backbone:
             model, tokenizer = backbone.build_random(cfg.backbone, seed, cfg.dtype, device, qconfig)
         else:

@@ -29,6 +29,7 @@ from more_policy.nodes.messages import (
     INSTRUCTION_TOPIC,
     JOINT_STATES_TOPIC,
     STATUS_TOPIC,
+    stamp_to_ns,
 )
 
 
@@ -110,15 +111,17 @@ class BagRecorder(Node):
 # -- replay over DDS -----------------------------------------------------------------------------
 def replay_bag(bag: str | Path, record: str | Path | None = None, speed: float = 1.0,
                topics: tuple[TopicSpec, ...] = INPUT_TOPICS, settle_s: float = 1.0,
-               discovery_s: float = 1.0) -> dict[str, int]:
+               discovery_s: float = 1.0, restamp: bool = True) -> dict[str, int]:
     """Publish ``topics`` from ``bag`` at recorded timing; optionally record the answers.
 
-    Returns how many messages were published per topic. Raw CDR bytes are re-published, so no
-    message is re-encoded on the way.
+    With ``restamp`` every header stamp is shifted by (replay start - recording start), so a
+    stack's staleness checks see the frames as live (rosbag2 play keeps old stamps unless it
+    publishes /clock); without it the recorded CDR bytes go out unchanged. Returns how many
+    messages were published per topic.
     """
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
-    from rclpy.node import Node
+    from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
 
     if speed <= 0:
@@ -143,11 +146,20 @@ def replay_bag(bag: str | Path, record: str | Path | None = None, speed: float =
             connections = [c for c in reader.connections if c.topic in wanted]
             start_wall, start_log = time.monotonic(), None
             for connection, log_ns, raw in reader.messages(connections=connections):
-                start_log = log_ns if start_log is None else start_log
+                if start_log is None:
+                    start_log = log_ns
+                    shift_ns = node.get_clock().now().nanoseconds - start_log
                 delay = (log_ns - start_log) / 1e9 / speed - (time.monotonic() - start_wall)
                 if delay > 0:
                     time.sleep(delay)
-                publishers[connection.topic].publish(bytes(raw))
+                msg_class = _ros_class(wanted[connection.topic].msgtype)
+                if restamp and "header" in msg_class.get_fields_and_field_types():
+                    msg = deserialize_message(bytes(raw), msg_class)
+                    stamp = stamp_to_ns(msg.header.stamp) + shift_ns
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+                    publishers[connection.topic].publish(msg)
+                else:
+                    publishers[connection.topic].publish(bytes(raw))
                 counts[connection.topic] += 1
         time.sleep(settle_s)  # answers to the last inputs
     finally:

@@ -1,12 +1,11 @@
 """controller_node: /more/command -> low-level controller at 50 Hz -> rt/lowcmd (Go2 or sim).
 
-The control loop runs on its own thread at ``control_rate_hz``: it reads the newest LowState
-from :class:`~more_policy.robot.go2_io.Go2Client`, runs the safe start
-(:class:`~more_policy.control.stand.StandUpSequence`) and then the gait controller (analytic or
-walk-these-ways) wrapped by :class:`~more_policy.control.safety.SafeController`, and sends the
-motor command. The safety monitor owns the fail-safe behaviour: a stale command ramps to a
-stand, a stale LowState, tilt or joint limit or an e-stop latches damping (restart the node to
-clear). A command with terminate set is replaced by the stand command.
+A thin wrapper around :class:`~more_policy.control.loop.ControlLoop` on its own thread: newest
+LowState from :class:`~more_policy.robot.go2_io.Go2Client`, the safe stand-up, then the gait
+controller (analytic or walk-these-ways) guarded by the safety monitor, which owns the fail-safe
+behaviour: a stale command ramps to a stand; a stale LowState, tilt or joint limit or an e-stop
+latches damping (restart the node to clear). A command with terminate set becomes the stand
+command.
 
 The DDS domain and network interface select the robot (domain 0, its NIC) or the sim
 (loopback, its own domain). Publishes sensor_msgs/JointState every tick and
@@ -18,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
@@ -26,7 +26,8 @@ from std_msgs.msg import Bool
 
 from more_msgs.msg import Go2Command
 from more_policy.actions import ActionSpace, ActionSpaceError
-from more_policy.control.safety import SafeController, SafetyConfig, SafetyMonitor
+from more_policy.control.loop import ControlLoop, sleep_until
+from more_policy.control.safety import SafetyConfig, SafetyMonitor
 from more_policy.control.stand import StandUpConfig, StandUpSequence
 from more_policy.nodes.interfaces import COMMAND_QOS, STATUS_QOS, ParamSpec, declare_parameters
 from more_policy.nodes.messages import COMMAND_TOPIC, DIAGNOSTICS_TOPIC, JOINT_STATES_TOPIC
@@ -56,8 +57,6 @@ PARAMETERS = (
     ParamSpec("tilt_limit_rad", 0.8, "roll/pitch beyond this -> damping (latched) [rad]"),
     ParamSpec("standup_damping_s", 1.0, "safe start: pure damping for this long [s]"),
     ParamSpec("standup_ramp_s", 2.0, "safe start: ramp to the stand pose over this long [s]"),
-    ParamSpec("first_state_timeout_s", 30.0,
-              "wait this long for the first LowState before giving up [s]"),
 )
 
 
@@ -94,12 +93,11 @@ class ControllerNode(Node):
         self.space = ActionSpace()
         controller = build_controller(p["controller"], p["wtw_checkpoint"], self.control_dt,
                                       self.space)
-        self.monitor = SafetyMonitor(SafetyConfig(
+        monitor = SafetyMonitor(SafetyConfig(
             command_timeout_s=p["command_timeout_s"], stop_ramp_s=p["stop_ramp_s"],
             state_timeout_s=p["state_timeout_s"], tilt_limit_rad=p["tilt_limit_rad"]),
             self.space)
-        self.safe = SafeController(controller, self.monitor)
-        self.standup = StandUpSequence(StandUpConfig(
+        standup = StandUpSequence(StandUpConfig(
             damping_s=p["standup_damping_s"], ramp_s=p["standup_ramp_s"],
             control_dt=self.control_dt))
         self.client = Go2Client(Go2IOConfig(
@@ -107,24 +105,40 @@ class ControllerNode(Node):
             stream_hz=p["lowcmd_stream_hz"] or 500.0))
         if p["lowcmd_stream_hz"] > 0:
             self.client.start_streaming()
-
-        self.phase = "waiting for LowState"
-        self._lock = threading.Lock()  # monitor inputs come from callbacks, outputs from the loop
+        self.loop = ControlLoop(self.client, controller, monitor, standup)
+        self.tick_errors = 0
         self._stop = threading.Event()
-        self._start_time = time.monotonic()
-        self._active = self.space.default_command()
+        self._thread = threading.Thread(target=self._run_loop, name="more_control", daemon=True)
+        self._thread.start()
+
         self._max_state_age = 0.0  # since the last diagnostics message [s]
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], STATUS_QOS)
         self.create_subscription(Go2Command, p["command_topic"], self._on_command, COMMAND_QOS)
         self.create_subscription(Bool, p["estop_topic"], self._on_estop, COMMAND_QOS)
+        self.create_timer(self.control_dt, self._publish_joint_states)
         self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics)
-        self._thread = threading.Thread(target=self._control_loop, name="more_control",
-                                        daemon=True)
-        self._thread.start()
         self.get_logger().info(
             f"{p['controller']} controller at {p['control_rate_hz']:g} Hz on DDS domain "
             f"{p['dds_domain_id']} ({p['network_interface'] or 'auto'})")
+
+    def _run_loop(self) -> None:
+        """ControlLoop.tick at the control rate; a controller exception latches damping."""
+        next_time = time.perf_counter()
+        while not self._stop.is_set():
+            try:
+                self.loop.tick()
+            except Exception as e:  # never leave the motors on a stale target
+                self.tick_errors += 1
+                self.loop.estop(f"controller error: {type(e).__name__}: {e}")
+                self.client.send(MotorCommand.damping(self.loop.monitor.config.damping_kd))
+                self.get_logger().error(f"control tick failed, motors damped: {e}",
+                                        throttle_duration_sec=1.0)
+            next_time += self.control_dt
+            if next_time < time.perf_counter():  # overran: restart the grid, no burst
+                next_time = time.perf_counter()
+                continue
+            sleep_until(next_time)
 
     # -- inputs ------------------------------------------------------------------------------
     def _on_command(self, msg: Go2Command) -> None:
@@ -132,94 +146,65 @@ class ControllerNode(Node):
             values = self.space.from_go2_command(msg)
         except ActionSpaceError as e:
             self.get_logger().warning(f"rejecting command: {e}", throttle_duration_sec=1.0)
-            with self._lock:
-                self.monitor.status.rejected_commands += 1
+            self.loop.set_command(np.full(len(self.space), np.nan))  # counted as rejected
             return
         if msg.terminate:  # the episode is over: stand still
             values = self.space.default_command()
-        with self._lock:
-            self.monitor.set_command(values, time.monotonic())
+        self.loop.set_command(values)
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data:
-            with self._lock:
-                self.monitor.estop(time.monotonic(), "e-stop topic")
+            self.loop.estop("e-stop topic")
             self.get_logger().error("E-STOP: motors damped; restart the node to clear")
 
-    # -- control loop thread -----------------------------------------------------------------
-    def _control_loop(self) -> None:
-        next_tick = time.perf_counter()
-        while not self._stop.is_set():
-            try:
-                self._tick()
-            except Exception as e:  # never leave the motors on a stale command: damp, go on
-                self.get_logger().error(f"control tick failed: {type(e).__name__}: {e}",
-                                        throttle_duration_sec=1.0)
-                self.client.send(MotorCommand.damping(self.monitor.config.damping_kd))
-            next_tick += self.control_dt
-            delay = next_tick - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            else:  # overran: skip ahead instead of bursting
-                next_tick = time.perf_counter()
+    # -- outputs -----------------------------------------------------------------------------
+    def phase(self) -> str:
+        if self.loop.monitor.status.fault is not None:
+            return "damping"
+        if self.client.last_receive_time() is None:
+            return "waiting for LowState"
+        return "standing up" if not self.loop.stand_up.done else "walking"
 
-    def _tick(self) -> None:
-        now = time.monotonic()
+    def _publish_joint_states(self) -> None:
         state = self.client.latest_state()
-        with self._lock:
-            if state is None:  # nothing heard yet: damp and wait (no fault latched yet)
-                if now - self._start_time > self.params["first_state_timeout_s"]:
-                    self.monitor.check(None, now)
-                    self.phase = "damping"
-                cmd = MotorCommand.damping(self.monitor.config.damping_kd)
-            else:
-                self.monitor.state_received(self.client.stats.last_receive_time)
-                self._max_state_age = max(self._max_state_age, self.client.age())
-                if not self.standup.done:
-                    fault = self.monitor.check(state, now)
-                    self.phase = "standing up" if fault is None else "damping"
-                    cmd = (self.monitor.limit(self.standup.step(state), state) if fault is None
-                           else MotorCommand.damping(self.monitor.config.damping_kd))
-                else:
-                    cmd = self.safe.step(state, now)
-                    self.phase = "damping" if self.monitor.status.fault else "walking"
-                    self._active = self.monitor.active_command(now)
-        self.client.send(cmd)
-        if state is not None:
-            joints = JointState()
-            joints.header.stamp = self.get_clock().now().to_msg()
-            joints.name = list(JOINT_NAMES)
-            joints.position = [float(v) for v in state.q]
-            joints.velocity = [float(v) for v in state.dq]
-            joints.effort = [float(v) for v in state.tau]
-            self.joint_pub.publish(joints)
+        if state is None:
+            return
+        self._max_state_age = max(self._max_state_age, self.client.age())
+        joints = JointState()
+        joints.header.stamp = self.get_clock().now().to_msg()
+        joints.name = list(JOINT_NAMES)
+        joints.position = [float(v) for v in state.q]
+        joints.velocity = [float(v) for v in state.dq]
+        joints.effort = [float(v) for v in state.tau]
+        self.joint_pub.publish(joints)
 
     def _publish_diagnostics(self) -> None:
-        with self._lock:
-            status = self.monitor.status
-            fault = status.fault
-            active = self._active.copy()
-            values = {
-                "phase": self.phase,
-                "fault": fault.value if fault else "",
-                "fault_detail": status.detail,
-                "command_timed_out": str(status.command_timed_out),
-                "rejected_commands": str(status.rejected_commands),
-                "clamped_commands": str(status.clamped_commands),
-                "lowstate_age_ms": f"{1e3 * self.client.age():.1f}",
-                "lowstate_max_age_ms": f"{1e3 * self._max_state_age:.1f}",
-                "lowstate_received": str(self.client.stats.received),
-                "lowstate_bad_crc": str(self.client.stats.bad_crc),
-                "lowcmd_sent": str(self.client.stats.sent),
-            }
-            self._max_state_age = 0.0
+        monitor, stats = self.loop.monitor, self.client.stats
+        status = monitor.status
+        fault, detail = status.fault, status.detail
+        active = monitor.active_command(self.loop.clock())  # also refreshes command_timed_out
+        timed_out = status.command_timed_out
+        rejected, clamped = status.rejected_commands, status.clamped_commands
+        phase = self.phase()
+        values = {
+            "phase": phase, "fault": fault.value if fault else "", "fault_detail": detail,
+            "command_timed_out": str(timed_out), "rejected_commands": str(rejected),
+            "clamped_commands": str(clamped),
+            "lowstate_age_ms": f"{1e3 * self.client.age():.1f}",
+            "lowstate_max_age_ms": f"{1e3 * self._max_state_age:.1f}",
+            "lowstate_received": str(stats.received), "lowstate_bad_crc": str(stats.bad_crc),
+            "lowcmd_sent": str(stats.sent), "control_ticks": str(self.loop.stats.ticks),
+            "tick_errors": str(self.tick_errors),
+        }
         values.update({f"active_{n}": f"{v:.4f}" for n, v in zip(self.space.names, active)})
+        self._max_state_age = 0.0
         diag = DiagnosticStatus(name="more_controller", hardware_id="unitree_go2")
         if fault is not None:
             diag.level, diag.message = DiagnosticStatus.ERROR, f"fault: {fault.value}"
-        elif self.phase != "walking" or status.command_timed_out:
-            diag.level = DiagnosticStatus.WARN
-            diag.message = "no fresh command: standing" if self.phase == "walking" else self.phase
+        elif phase != "walking":
+            diag.level, diag.message = DiagnosticStatus.WARN, phase
+        elif timed_out:
+            diag.level, diag.message = DiagnosticStatus.WARN, "no fresh command: standing"
         else:
             diag.level, diag.message = DiagnosticStatus.OK, "tracking commands"
         diag.values = [KeyValue(key=k, value=v) for k, v in values.items()]
@@ -231,7 +216,7 @@ class ControllerNode(Node):
         self._stop.set()
         self._thread.join(timeout=2.0)
         # Leave the motors damped, never on the last walking target.
-        self.client.send(MotorCommand.damping(self.monitor.config.damping_kd))
+        self.client.send(MotorCommand.damping(self.loop.monitor.config.damping_kd))
         self.client.close()
         super().destroy_node()
 

@@ -112,7 +112,7 @@ class Go2SimNode(Node):
         rtf, physics = self.params["real_time_factor"], self.physics
         dt = physics.physics_dt
         start_wall, start_sim = time.perf_counter(), physics.time
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.context.ok():
             target = start_sim + (time.perf_counter() - start_wall) * rtf
             steps = int((target - physics.time) / dt)
             if steps <= 0:
@@ -154,7 +154,7 @@ class Go2SimNode(Node):
         period = 1.0 / (p["camera_rate_hz"] * p["real_time_factor"])
         next_frame = time.perf_counter()
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self.context.ok():
                 self._render_frame()
                 self._first_frame.set()
                 next_frame += period

@@ -58,6 +58,7 @@ PARAMETERS = (
     ParamSpec("max_rate_hz", 10.0, "upper bound on inferences per second (0 = as fast as frames)"),
     ParamSpec("image_max_age_s", 0.5,
               "frames older than this when inference starts are skipped [s]"),
+    ParamSpec("max_instruction_chars", 500, "longer instructions are rejected with a warning"),
     ParamSpec("prompt_template", "",
               "prompt with an {instruction} slot; empty keeps the checkpoint's template"),
 )
@@ -147,6 +148,10 @@ class PolicyNode(Node):
         if not text:
             self.get_logger().warning("ignoring empty instruction")
             return
+        if len(text) > self.params["max_instruction_chars"]:
+            self.get_logger().warning(f"ignoring a {len(text)}-character instruction (limit "
+                                      f"{self.params['max_instruction_chars']})")
+            return
         with self._lock:
             self._episode_id += 1
             self._instruction = text
@@ -161,7 +166,7 @@ class PolicyNode(Node):
     def _next_frame(self) -> tuple[_Frame, str, int] | None:
         """Block until an instruction is active and a frame newer than the last one used exists."""
         with self._lock:
-            while not self._shutdown:
+            while not self._shutdown and self.context.ok():
                 if self._running and self._frame is not None and \
                         self._frame.seq > self._used_seq:
                     self._used_seq = self._frame.seq

@@ -139,7 +139,11 @@ class _Endpoint:
 
         self.config = config
         self.stats = LinkStats()
+        # Two locks: the DDS listener thread only ever takes _lock (briefly, to store what
+        # arrived); writers take _write_lock. A writer blocked inside DDS therefore never
+        # stalls the thread that delivers incoming data (and acknowledgements).
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._latest = None
         self._on_receive = on_receive
         self._publisher = ChannelPublisher(send_topic, send_type)
@@ -209,7 +213,7 @@ class Go2Client(_Endpoint):
 
     def send(self, cmd: MotorCommand) -> None:
         """Publish ``cmd`` now; with streaming on it is also what the 500 Hz thread repeats."""
-        with self._lock:
+        with self._write_lock:
             self._command = cmd
             self._write(fill_lowcmd(self._msg, cmd))
 
@@ -226,7 +230,7 @@ class Go2Client(_Endpoint):
         period = 1.0 / self.config.stream_hz
         next_time = time.perf_counter()
         while not self._stop.is_set():
-            with self._lock:
+            with self._write_lock:
                 if self._command is not None:
                     self._write(self._msg)  # CRC already refreshed by send()
             next_time += period
@@ -263,6 +267,6 @@ class Go2RobotEndpoint(_Endpoint):
             return self._latest
 
     def publish(self, state: RobotState) -> None:
-        with self._lock:
+        with self._write_lock:
             self._write(fill_lowstate(self._msg, state))
 

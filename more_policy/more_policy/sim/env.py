@@ -281,10 +281,16 @@ class Go2TaskEnv:
             p.apply(ctrl.step(p.state(), command))
             p.step(decimation)
             touched = touched or self._touched_object(detect=False)
-            if self._ball_held and abs(p.base_yaw_pitch()[1]) >= BALL_RELEASE_PITCH:
-                self._ball_held = False  # the holder lets go: the ball rolls off
-                p.data.eq_active[p.model.equality("ball_holder").id] = 0
+            self.update_ball_holder()
         return touched
+
+    def update_ball_holder(self) -> None:
+        """Physics mode: the holder on the back lets the ball go once the trunk tilts past
+        ``BALL_RELEASE_PITCH``. Call it after stepping ``physics`` directly (e.g. a ROS bridge)."""
+        p = self.physics
+        if self._ball_held and abs(p.base_yaw_pitch()[1]) >= BALL_RELEASE_PITCH:
+            self._ball_held = False
+            p.data.eq_active[p.model.equality("ball_holder").id] = 0
 
     def _settle_ball(self, limit_s: float = 2.0) -> None:
         """After terminate, stand still until a released ball comes to rest (physics mode)."""

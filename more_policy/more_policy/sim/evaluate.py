@@ -119,6 +119,8 @@ class EvalResult:
     seed: int
     mode: str
     episodes_per_task: int
+    colors: str = "seen"
+    phrasing: str = "train"
     tasks: dict[str, float] = field(default_factory=dict)  # task -> success rate
     episodes: list[EpisodeResult] = field(default_factory=list)
 
@@ -137,7 +139,8 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return {"policy": self.policy, "seed": self.seed, "mode": self.mode,
-                "episodes_per_task": self.episodes_per_task, "success_rate": self.tasks,
+                "episodes_per_task": self.episodes_per_task, "colors": self.colors,
+                "phrasing": self.phrasing, "success_rate": self.tasks,
                 "average": self.average, "episodes": [asdict(e) for e in self.episodes]}
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
@@ -175,7 +178,8 @@ def evaluate(policy, tasks: str | list[str] = "all", episodes: int = 25, seed: i
     task_names = parse_tasks(tasks)
     if episodes < 1 or batch_size < 1:
         raise ValueError(f"episodes and batch_size must be >= 1, got {episodes}, {batch_size}")
-    result = EvalResult(getattr(policy, "name", type(policy).__name__), seed, mode, episodes)
+    result = EvalResult(getattr(policy, "name", type(policy).__name__), seed, mode, episodes,
+                        colors, phrasing)
     bar = tqdm(total=episodes * len(task_names), desc=f"eval {result.policy}",
                disable=not progress)
     render = getattr(policy, "needs_images", True) or video_dir is not None

@@ -151,12 +151,13 @@ def _task_layout(task: str, rng: np.random.Generator, colors: str) -> Scene:
             direction = np.array(t_xy) / np.linalg.norm(t_xy)
             centre = np.array(t_xy) - 1.5 * direction
             yaw = float(np.arctan2(direction[1], direction[0]))
-            objects.append(SceneObject("obstacle", "obstacle", (*centre, 0.3),
-                                       (0.15, 0.3, 0.3), "", (0.45, 0.3, 0.2, 1.0), yaw))
+            # low (0.25 m) so the target stays visible over it; the legs still hit it
+            objects.append(SceneObject("obstacle", "obstacle", (*centre, 0.125),
+                                       (0.15, 0.3, 0.125), "", (0.45, 0.3, 0.2, 1.0), yaw))
         return scene
     if task == "distinguish":
         t_xy, d_xy = _two_sides(rng)
-        letter, other = rng.choice(list(LETTERS), size=2, replace=False)
+        letter, other = (str(c) for c in rng.choice(list(LETTERS), size=2, replace=False))
         s = LETTER_BOX_SIZE
         objects = [SceneObject("target", "letter_box", (*t_xy, s), (s, s, s), letter=letter,
                                rgba=(1, 1, 1, 1)),

@@ -1,0 +1,206 @@
+"""rosbag2 tools: `more eval-bag` on a bag written here with rosbags and on a bag the running
+stack recorded (policy_node in its own process, BagRecorder here), and DDS replay of that bag
+into the running policy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags")
+
+from ros_procs import NodeProcess, Probe, isolated_domain  # noqa: E402
+
+from more_policy.nodes.bag_eval import eval_bag, read_bag, typestore  # noqa: E402
+from more_policy.nodes.messages import (  # noqa: E402
+    COMMAND_TOPIC,
+    IMAGE_TOPIC,
+    INSTRUCTION_TOPIC,
+    STATUS_TOPIC,
+)
+
+INSTRUCTION = "go to the red ball"
+FRAME_PERIOD_NS = 100_000_000  # 10 Hz camera
+IMAGE_AGE_MS, TOTAL_MS = 30.0, 50.0  # what the fake recording's statuses report
+
+
+@pytest.fixture(scope="module")
+def policy():
+    from more_policy.nodes.policy_node import load_policy
+
+    return load_policy("random-tiny")
+
+
+def frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def write_bag(path, rgbs, recorded_bins, space, start_ns=1_000_000_000_000):
+    """A recording like the stack's: frames at 10 Hz, one instruction, a command + status for
+    every other frame (the policy skipping frames), commands = ``recorded_bins``."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = typestore()
+    T = store.types
+
+    def stamp(ns):
+        return T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9)
+
+    def header(ns, frame_id=""):
+        return T["std_msgs/msg/Header"](stamp=stamp(ns), frame_id=frame_id)
+
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        types = ((IMAGE_TOPIC, "sensor_msgs/msg/Image"), (INSTRUCTION_TOPIC, "std_msgs/msg/String"),
+                 (COMMAND_TOPIC, "more_msgs/msg/Go2Command"),
+                 (STATUS_TOPIC, "more_msgs/msg/PolicyStatus"))
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=store)
+                 for topic, msgtype in types}
+
+        def write(topic, ns, msg):
+            writer.write(conns[topic], ns, store.serialize_cdr(msg, msg.__msgtype__))
+
+        write(INSTRUCTION_TOPIC, start_ns - 10**8, T["std_msgs/msg/String"](data=INSTRUCTION))
+        for k, rgb in enumerate(rgbs):
+            t = start_ns + k * FRAME_PERIOD_NS
+            write(IMAGE_TOPIC, t + 2_000_000, T["sensor_msgs/msg/Image"](
+                header=header(t, "camera"), height=rgb.shape[0], width=rgb.shape[1],
+                encoding="rgb8", is_bigendian=0, step=3 * rgb.shape[1], data=rgb.reshape(-1)))
+        for j, bins in enumerate(recorded_bins):
+            t_frame = start_ns + 2 * j * FRAME_PERIOD_NS
+            t_cmd = t_frame + int(1e6 * (IMAGE_AGE_MS + TOTAL_MS))
+            values = space.decode(bins)
+            fields = {n: float(values[i]) for i, n in enumerate(space.names[:11])}
+            write(COMMAND_TOPIC, t_cmd + 1_000_000, T["more_msgs/msg/Go2Command"](
+                header=header(t_cmd, "base_link"), **fields,
+                terminate=bool(space.is_terminate(values)),
+                action_bins=np.asarray(bins, np.uint8), token_ids=np.full(12, -1, np.int32),
+                episode_id=1))
+            write(STATUS_TOPIC, t_cmd + 2_000_000, T["more_msgs/msg/PolicyStatus"](
+                header=header(t_cmd + 10**6), instruction=INSTRUCTION, episode_id=1,
+                state="running", image_age_ms=IMAGE_AGE_MS, preprocess_ms=1.0,
+                prefill_ms=20.0, decode_ms=29.0, total_ms=TOTAL_MS,
+                q_values=np.full(12, 0.5, np.float32), expert_load=np.full(4, 0.25, np.float32),
+                expert_load_max=0.25))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_eval_bag_cli_on_a_bag_written_with_rosbags(policy, tmp_path, capsys):
+    from more_policy.nodes.cli import register
+
+    space = policy.action_space
+    rgbs = frames(12)
+    used = rgbs[::2]  # the frames the recorded commands came from
+    truth = np.stack([np.asarray(policy.act([rgb], [INSTRUCTION]).bins)[0] for rgb in used])
+    recorded = truth.copy()
+    recorded[1::2, 0] = (recorded[1::2, 0] + 3) % 256  # every other command: vel_x 3 bins off
+    recorded[2, 11] = 255 - recorded[2, 11]  # one flipped terminate decision
+    write_bag(tmp_path / "bag", rgbs, recorded, space)
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["eval-bag", str(tmp_path / "bag"), "--checkpoint", "random-tiny",
+                              "--out", str(tmp_path / "out"), "--batch-size", "4"])
+    assert args.func(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    report = json.loads((tmp_path / "out" / "eval_bag.json").read_text())
+    assert (tmp_path / "out" / "eval_bag.png").stat().st_size > 10_000
+    assert printed["samples"] == report["samples"] == len(used)
+    assert report["frames_matched_exactly"] == 1.0
+    assert report["token_accuracy"] == pytest.approx((truth == recorded).mean())
+    assert report["per_dimension"]["vel_x"]["token_accuracy"] == pytest.approx(0.5)
+    # 3 bins off on half the samples: the SI error is exactly 1.5 bin widths on average
+    width = space.bin_width[0]
+    assert report["per_dimension"]["vel_x"]["mae"] == pytest.approx(1.5 * width, rel=1e-4)
+    assert report["per_dimension"]["vel_y"]["mae"] == pytest.approx(0.0, abs=1e-6)
+    pred_t, rec_t = truth[:, 11] >= 128, recorded[:, 11] >= 128
+    terminate = report["terminate"]
+    assert terminate["true_positives"] == int(np.sum(pred_t & rec_t))
+    assert terminate["false_positives"] + terminate["false_negatives"] == 1
+    assert report["latency_ms"]["recorded_total"]["p50"] == pytest.approx(TOTAL_MS)
+
+
+@pytest.mark.timeout(60)
+def test_eval_bag_rejects_a_bag_without_commands(policy, tmp_path):
+    write_bag(tmp_path / "bag", frames(3), [], policy.action_space)
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        eval_bag(tmp_path / "bag", policy)
+    with pytest.raises(FileNotFoundError, match="not a rosbag2 folder"):
+        eval_bag(tmp_path, policy)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_stack_recording_replays_exactly_offline_and_over_dds(policy, tmp_path):
+    import rclpy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from more_policy.nodes.bags import BagRecorder, replay_bag
+    from more_policy.nodes.interfaces import INSTRUCTION_QOS, SENSOR_QOS
+    from more_policy.nodes.messages import rgb_to_image
+
+    space = policy.action_space
+    rgbs = [rgb for rgb in frames(40, seed=3)  # frames on which the random policy keeps going
+            if not space.is_terminate(policy.act([rgb], [INSTRUCTION]).values[0])][:8]
+    assert len(rgbs) == 8
+    with isolated_domain():
+        node = NodeProcess("more_policy.nodes.policy_node",
+                           {"checkpoint": "random-tiny", "max_rate_hz": 0.0,
+                            "image_max_age_s": 2.0})
+        rclpy.init()
+        probe = recorder = None
+        try:
+            probe = Probe()
+            images = probe.publisher(Image, IMAGE_TOPIC, SENSOR_QOS)
+            instructions = probe.publisher(String, INSTRUCTION_TOPIC, INSTRUCTION_QOS)
+            assert node.wait_for_output("policy ready", timeout=90), node.output()
+            recorder = BagRecorder(tmp_path / "recorded")
+            probe._executor.add_node(recorder)
+            time.sleep(1.0)  # discovery
+            instructions.publish(String(data=INSTRUCTION))
+            time.sleep(0.5)
+            for rgb in rgbs * 2:  # frames 0.4 s apart: every frame gets its own command
+                images.publish(rgb_to_image(rgb, probe.node.get_clock().now().to_msg()))
+                time.sleep(0.4)
+            time.sleep(1.0)
+            probe._executor.remove_node(recorder)
+            recorder.destroy_node()
+            recorder = None
+            recorded = read_bag(tmp_path / "recorded")
+            n_commands = sum(m.topic == COMMAND_TOPIC for m in recorded)
+            assert n_commands >= 10, node.output()
+
+            report = eval_bag(tmp_path / "recorded", policy, tmp_path / "eval")
+            assert report["samples"] == n_commands
+            assert report["frames_matched_exactly"] == 1.0
+            assert report["token_accuracy"] == 1.0 and report["action_accuracy"] == 1.0
+            assert report["latency_ms"]["recorded_total"]["count"] == n_commands
+
+            # Re-publish the recording's inputs into the running policy; record its answers.
+            probe.close()
+            probe = None
+            counts = replay_bag(tmp_path / "recorded", record=tmp_path / "answers",
+                                discovery_s=1.5, settle_s=1.5)
+            assert counts[IMAGE_TOPIC] == len(rgbs) * 2 and counts[INSTRUCTION_TOPIC] == 1
+            answers = read_bag(tmp_path / "answers")
+            commands = [m.msg for m in answers if m.topic == COMMAND_TOPIC]
+            assert len(commands) >= 10, node.output()
+            assert {c.episode_id for c in commands} == {2}  # the replayed instruction
+            expected = {tuple(np.asarray(policy.act([rgb], [INSTRUCTION]).bins)[0])
+                        for rgb in rgbs}
+            assert all(tuple(c.action_bins) in expected for c in commands)
+        finally:
+            if recorder is not None:
+                recorder.destroy_node()
+            if probe is not None:
+                probe.close()
+            if rclpy.ok():
+                rclpy.shutdown()
+            node.stop()
