@@ -103,10 +103,11 @@ def test_router_statistics_and_balance_loss():
     manual = N * (expected * logits.softmax(-1).mean(0)).sum()
     torch.testing.assert_close(stats.balance_loss(), manual)
     # Switch convention: a perfectly balanced router scores exactly 1.
-    uniform = RouterStats(torch.full((N,), 2.0), torch.full((N,), 1.0 / N), num_tokens=16)
+    sixteen = torch.tensor(16.0)
+    uniform = RouterStats(torch.full((N,), 2.0), torch.full((N,), 1.0 / N), num_tokens=sixteen)
     assert uniform.balance_loss().item() == pytest.approx(1.0)
     # Collapsed routing (all tokens and all probability on one expert) scores N.
-    collapsed = RouterStats(torch.eye(N)[0] * 16, torch.eye(N)[0], num_tokens=16)
+    collapsed = RouterStats(torch.eye(N)[0] * 16, torch.eye(N)[0], num_tokens=sixteen)
     assert collapsed.balance_loss().item() == pytest.approx(N)
 
 

@@ -39,10 +39,8 @@ class ActionTokenEmbedding(nn.Module):
         # input_ids (B, L) -> (B, L, H)
         is_action = input_ids >= self.token_offset
         out = self.base(input_ids.clamp(max=self.token_offset - 1))
-        if bool(is_action.any()):
-            rows = self.action_rows[(input_ids - self.token_offset).clamp(min=0)].to(out.dtype)
-            out = torch.where(is_action.unsqueeze(-1), rows, out)
-        return out
+        rows = self.action_rows[(input_ids - self.token_offset).clamp(min=0)].to(out.dtype)
+        return torch.where(is_action.unsqueeze(-1), rows, out)
 
 
 class ActionTokenHead(nn.Module):

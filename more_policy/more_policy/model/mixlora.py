@@ -26,11 +26,11 @@ class RouterStats:
 
     top1_counts: torch.Tensor  # (num_experts,) tokens whose top-1 expert is k (no grad)
     mean_probs: torch.Tensor  # (num_experts,) mean full-softmax router probability (with grad)
-    num_tokens: int
+    num_tokens: torch.Tensor  # () a tensor, so that recording never waits for the GPU
 
     @property
     def top1_fraction(self) -> torch.Tensor:  # (num_experts,)
-        return self.top1_counts / max(self.num_tokens, 1)
+        return self.top1_counts / self.num_tokens.clamp(min=1)
 
     def balance_loss(self) -> torch.Tensor:
         """Switch-style ``N * sum_k f_k P_k`` (1.0 for a perfectly uniform router)."""
@@ -90,7 +90,7 @@ class MixLoRAFFN(nn.Module):
         # Group the (token, slot) pairs by expert; every expert then works on a contiguous slice.
         flat_experts = top_experts.reshape(-1)  # (P,) P = T * K
         order = torch.argsort(flat_experts, stable=True)
-        counts = torch.bincount(flat_experts, minlength=self.num_experts).tolist()
+        counts = self._pairs_per_expert(flat_experts)
         token_of = order // self.top_k  # (P,) token of each pair, grouped by expert
         pair_expert = flat_experts[order]  # (P,) sorted expert ids
         pair_gate = gates.reshape(-1)[order].unsqueeze(-1)  # (P, 1)
@@ -114,10 +114,15 @@ class MixLoRAFFN(nn.Module):
         out = out.index_add(0, token_of, down_delta.to(out.dtype))
         return out.reshape(shape)
 
-    def _expert_lora(self, xs: torch.Tensor, counts: list[int], pair_expert: torch.Tensor,
+    def _pairs_per_expert(self, flat_experts: torch.Tensor) -> list[int] | None:
+        if flat_experts.numel() <= self.num_experts:
+            return None  # gathered path: no host-side counts (no GPU sync while decoding)
+        return torch.bincount(flat_experts, minlength=self.num_experts).tolist()
+
+    def _expert_lora(self, xs: torch.Tensor, counts: list[int] | None, pair_expert: torch.Tensor,
                      a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Expert k's ``scale * B_k A_k`` on its own slice of the grouped pairs: (P, d_out)."""
-        if xs.shape[0] <= self.num_experts:
+        if counts is None:
             # Few pairs (decoding): gather each pair's expert matrices, two batched matmuls
             # instead of one pair of small matmuls per expert.
             out = torch.bmm(torch.bmm(xs.unsqueeze(1), a[pair_expert]), b[pair_expert])
@@ -139,7 +144,7 @@ class MixLoRAFFN(nn.Module):
                                 minlength=self.num_experts)
         mean_probs = (probs * weight[:, None]).sum(0) / num_tokens.clamp(min=1)
         self.last_stats = RouterStats(top1_counts=counts.float(), mean_probs=mean_probs,
-                                      num_tokens=int(num_tokens.item()))
+                                      num_tokens=num_tokens.detach())
 
     def extra_repr(self) -> str:
         return (f"num_experts={self.num_experts}, top_k={self.top_k}, rank={self.rank}, "
