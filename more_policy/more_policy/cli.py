@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "more_policy.data.cli",
     "more_policy.rl.cli",
     "more_policy.sim.cli",
+    "more_policy.control.cli",
 )
 
 

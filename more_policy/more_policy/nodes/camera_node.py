@@ -37,6 +37,8 @@ PARAMETERS = (
     ParamSpec("image_topic", IMAGE_TOPIC, "sensor_msgs/Image colour topic (realsense-ros name)"),
     ParamSpec("depth_topic", DEPTH_TOPIC, "sensor_msgs/Image aligned depth topic"),
     ParamSpec("frame_id", "camera_color_optical_frame", "header.frame_id of the images"),
+    ParamSpec("playback_wait_s", 10.0,
+              "playback: wait up to this long for a subscriber before the first frame [s]"),
 )
 
 
@@ -79,6 +81,10 @@ class CameraNode(Node):
     def _read_loop(self) -> None:
         from more_policy.robot.realsense import RealSenseCamera
 
+        if self.config.playback_file is not None:  # a recording played to nobody is lost
+            end = time.monotonic() + self.params["playback_wait_s"]
+            while self.image_pub.get_subscription_count() == 0 and time.monotonic() < end:
+                self._stop.wait(0.05)
         while not self._stop.is_set() and self.context.ok():
             try:
                 with RealSenseCamera(self.config) as camera:
