@@ -82,6 +82,16 @@ def bench_act(policy: MoREPolicy, label: str, repeats: int, batch: int = 1, sync
     return np.percentile(t, 50)
 
 
+def bench_forward(policy: MoREPolicy, label: str, repeats: int, batch: int) -> None:
+    """A training-style forward: teacher-forced Q logits for all 12 dimensions."""
+    images = [frame(policy, i) for i in range(batch)]
+    bins = torch.randint(0, policy.num_bins, (batch, 12))
+    inputs = policy.prepare(images, [INSTRUCTION] * batch, bins)
+    t = np.median(timed(lambda: policy(inputs), repeats, cpu=True))
+    target = ("~5 ms", check(t <= 7.5)) if label == "tiny" and batch == 1 else ("", "")
+    row(f"{label} forward (12 dims, teacher-forced) B={batch}", f"{t:.1f} ms CPU", *target)
+
+
 def bench_generate(policy: MoREPolicy, label: str, repeats: int) -> None:
     images, texts = [frame(policy)], [INSTRUCTION]
     inputs = policy.prepare(images, texts)
@@ -175,6 +185,8 @@ def main() -> None:
     print(f"  {'measure':<46} {'value':>22}  {'target':<18}")
     for name in ("tiny", "small"):
         policy = MoREPolicy.from_config(MoREConfig(backbone=name))
+        for batch in (1, 8):
+            bench_forward(policy, name, repeats, batch)
         bench_act(policy, name, repeats)
         if name == "small":
             bench_act(policy, name, max(3, repeats // 4), batch=8)

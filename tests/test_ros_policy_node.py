@@ -149,6 +149,11 @@ def test_late_joiner_instruction_and_frames_give_commands(stack):
 
 @pytest.mark.timeout(120)
 def test_new_instruction_starts_a_new_episode(stack):
+    # The same text again (e.g. `ros2 topic pub` at 1 Hz) continues the running episode.
+    stack.instructions.publish(String(data=FIRST_INSTRUCTION))
+    count = stack.settle()
+    assert stack.send_frames_until(lambda: len(stack.commands) > count + 2, timeout=20)
+    assert {c.episode_id for c in stack.commands} == {1}
     stack.instructions.publish(String(data=SECOND_INSTRUCTION))
     assert stack.send_frames_until(
         lambda: any(c.episode_id == 2 for c in stack.commands), timeout=20), stack.node.output()

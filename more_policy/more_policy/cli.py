@@ -13,6 +13,7 @@ import sys
 # Modules that contribute subcommands, in the order `more --help` lists them.
 COMMAND_MODULES = (
     "more_policy.actions_cli",
+    "more_policy.model.cli",
     "more_policy.data.cli",
     "more_policy.rl.cli",
     "more_policy.sim.cli",

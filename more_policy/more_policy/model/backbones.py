@@ -22,7 +22,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from more_policy.model.tokenizer import (
     BEGIN_ANSWER_TOKEN,
     BOS_TOKEN,
-    FAKE_IMAGE_TOKEN,
     IMAGE_ROW_TOKEN,
     IMAGE_TOKEN,
     build_random_tokenizer,
@@ -242,5 +241,5 @@ def get_backbone(kind: str) -> BackboneAdapter:
     raise BackboneError(f"unknown backbone kind {kind!r}; known: ['fuyu', 'idefics3']")
 
 
-__all__ = ["BackboneAdapter", "BackboneError", "FAKE_IMAGE_TOKEN", "FFNSpec", "FuyuBackbone",
-           "TORCH_DTYPES", "begin_answer_id", "get_backbone", "resize_images"]
+__all__ = ["BackboneAdapter", "BackboneError", "FFNSpec", "FuyuBackbone", "TORCH_DTYPES",
+           "begin_answer_id", "get_backbone", "resize_images"]

@@ -239,8 +239,16 @@ class MoREPolicy(nn.Module):
 
         With ``use_cache`` the image+prompt prefix runs once and each of the 12 steps feeds one
         token through the KV cache; without it every step re-runs the whole sequence (the
-        reference the cached path must equal).
+        reference the cached path must equal). Runs in eval mode (no LoRA dropout).
         """
+        was_training = self.training
+        self.eval()
+        try:
+            return self._act(images, instructions, use_cache)
+        finally:
+            self.train(was_training)
+
+    def _act(self, images, instructions: list[str], use_cache: bool) -> ActResult:
         device = self.device
         t0 = time.perf_counter()
         inputs = self.prepare(images, instructions)

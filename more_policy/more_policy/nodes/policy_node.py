@@ -1,8 +1,9 @@
 """policy_node: camera frames + /instruction -> MoRE -> /more/command and /more/status.
 
-A new non-empty instruction starts an episode. While it is active, every fresh camera frame
-(the newest one; older frames are dropped) goes through ``MoREPolicy.act`` on a worker thread,
-so the subscription callbacks only store messages and never wait for the model. A command with
+A new non-empty instruction starts an episode (the same text again while it runs continues it).
+While it is active, every fresh camera frame (the newest one; older frames are dropped) goes
+through ``MoREPolicy.act`` on a worker thread, so the subscription callbacks only store
+messages and never wait for the model. A command with
 terminate set ends the episode (the controller stops and stands on it) and the node idles
 until the next instruction. Bad input (unsupported encoding or size, empty instruction,
 non-finite output) is logged as a warning and dropped.
@@ -52,7 +53,8 @@ PARAMETERS = (
     ParamSpec("seed", 0, "weight seed of a random-* checkpoint"),
     ParamSpec("image_topic", IMAGE_TOPIC, "sensor_msgs/Image camera topic (sensor-data QoS)"),
     ParamSpec("instruction_topic", INSTRUCTION_TOPIC,
-              "std_msgs/String instruction topic (reliable, transient local)"),
+              "std_msgs/String instruction topic (reliable, transient local: publish with "
+              "--qos-durability transient_local)"),
     ParamSpec("command_topic", COMMAND_TOPIC, "more_msgs/Go2Command output topic"),
     ParamSpec("status_topic", STATUS_TOPIC, "more_msgs/PolicyStatus output topic"),
     ParamSpec("max_rate_hz", 10.0, "upper bound on inferences per second (0 = as fast as frames)"),
@@ -153,6 +155,8 @@ class PolicyNode(Node):
                                       f"{self.params['max_instruction_chars']})")
             return
         with self._lock:
+            if self._running and text == self._instruction:  # a re-sent instruction (e.g.
+                return  # `ros2 topic pub` at 1 Hz) continues the episode, it does not restart it
             self._episode_id += 1
             self._instruction = text
             self._running = True

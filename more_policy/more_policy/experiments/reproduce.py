@@ -1,0 +1,175 @@
+"""One experiment from a seed: sim data -> offline-RL (or IL) training -> closed-loop eval.
+
+    more reproduce --preset small --out outputs/more-small --publish artifacts
+
+Layout of ``out``::
+
+    data/                   datasets (shared by ablation runs; see experiments/data.py)
+    experiment.json         the ExperimentConfig
+    plan.json               the number of training steps chosen (and the measured step time)
+    train/                  the trainer's run directory (metrics.csv, checkpoints/, final/)
+    eval/                   results.json, success.png, q_values.png, expert_usage.png
+    loss.png                training curves
+
+With ``max_train_steps == 0`` the step count is planned from a short timing of real training
+steps so that training fits ``train_budget_s``; the plan is saved so a rerun resumes the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from more_policy.experiments.config import ExperimentConfig
+from more_policy.experiments.data import build_datasets
+from more_policy.experiments.evaluation import _pyplot, evaluate_checkpoint
+
+TIMING_STEPS = 3
+
+
+def train_config(cfg: ExperimentConfig, data_dir: str | Path, run_dir: Path, steps: int):
+    from more_policy.rl import RLConfig
+    from more_policy.train import TrainConfig
+
+    options = {"save_every": max(1, steps // 4), "keep_checkpoints": 1, **cfg.train}
+    return TrainConfig(data=str(data_dir), out_dir=str(run_dir), model=dict(cfg.model),
+                       rl=RLConfig(objective=cfg.objective), max_steps=steps, seed=cfg.seed,
+                       **options)
+
+
+def measure_step_seconds(cfg: ExperimentConfig, data_dir: str | Path) -> float:
+    """Median wall time of a few real optimizer steps (model, objective, data as in training)."""
+    from more_policy.data import EpisodeDataset
+    from more_policy.rl.objective import Objective
+    from more_policy.train import build_policy_model, to_batch
+
+    tcfg = train_config(cfg, data_dir, Path("unused"), 1)
+    dataset = EpisodeDataset(data_dir, gamma=tcfg.rl.gamma, seed=cfg.seed)
+    stream = dataset.stream(decode_threads=tcfg.decode_threads)
+    model = build_policy_model(tcfg, dataset.action_space)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=tcfg.lr)
+    objective = Objective(tcfg.rl, model, model.action_token_slice)
+    times = []
+    for _ in range(TIMING_STEPS + 1):  # the first step warms up allocators and caches
+        start = time.perf_counter()
+        loss, _ = objective(model, model, to_batch(stream.next_batch(tcfg.batch_size), model,
+                                                   "cpu"))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        objective.after_optimizer_step(model)
+        times.append(time.perf_counter() - start)
+    return float(sorted(times[1:])[len(times[1:]) // 2])
+
+
+def plan_steps(cfg: ExperimentConfig, data_dir: str | Path, plan_path: Path) -> dict:
+    if plan_path.exists():
+        return json.loads(plan_path.read_text())
+    if cfg.max_train_steps > 0:
+        plan = {"steps": cfg.max_train_steps, "step_s": None, "budget_s": None}
+    else:
+        step_s = measure_step_seconds(cfg, data_dir)
+        # 10 % headroom for logging, checkpoints and the EMA target updates' variance.
+        steps = max(cfg.min_train_steps, int(cfg.train_budget_s / (1.1 * step_s)))
+        plan = {"steps": steps, "step_s": step_s, "budget_s": cfg.train_budget_s}
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    plan_path.write_text(json.dumps(plan, indent=2))
+    return plan
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, data_root: str | Path | None
+                   = None, finish_by: float | None = None, eval_reserve_s: float = 420.0,
+                   progress: bool = True) -> dict:
+    """Run (or finish) one experiment; returns a summary with paths and the eval table.
+
+    ``finish_by`` (a time.time() value) shrinks the training budget so that, after the data
+    is built, training plus ``eval_reserve_s`` of evaluation ends by then."""
+    from more_policy.train import train
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "experiment.json")
+    started = time.perf_counter()
+    datasets = build_datasets(cfg.data, data_root or out / "data", progress=progress)
+    data_dir = datasets["paths"]["mixed" if cfg.use_suboptimal else "expert"]
+    data_s = time.perf_counter() - started
+    if finish_by is not None and cfg.max_train_steps == 0:
+        left = finish_by - time.time() - eval_reserve_s - 60  # 60 s: timing + model builds
+        cfg = cfg.with_overrides(train_budget_s=max(60.0, min(cfg.train_budget_s, left)))
+    plan = plan_steps(cfg, data_dir, out / "plan.json")
+    run_dir = out / "train"
+    torch.manual_seed(cfg.seed)
+    train(train_config(cfg, data_dir, run_dir, plan["steps"]))
+    train_s = time.perf_counter() - started - data_s
+    curves = read_metrics(run_dir / "metrics.csv")
+    plot_losses(curves, out / "loss.png", cfg.name)
+    results = evaluate_checkpoint(run_dir / "final", out / "eval", episodes=cfg.eval_episodes,
+                                  seed=cfg.eval_seed, image_size=cfg.data.image_size,
+                                  max_steps=cfg.data.max_steps, batch_size=cfg.eval_batch_size,
+                                  name=cfg.name, progress=progress)
+    summary = {"name": cfg.name, "seed": cfg.seed, "objective": cfg.objective,
+               "use_suboptimal": cfg.use_suboptimal, "model": cfg.model, "plan": plan,
+               "datasets": datasets["tasks"], "data_dir": data_dir,
+               "checkpoint": str(run_dir / "final"),
+               "final_losses": {k: v[-1][1] for k, v in curves.items() if v},
+               "seconds": {"data": round(data_s, 1), "train": round(train_s, 1),
+                           "eval": round(time.perf_counter() - started - data_s - train_s, 1)},
+               "success_rate": results["success_rate"], "average": results["average"],
+               "eval_episodes_per_task": cfg.eval_episodes, "eval_seed": cfg.eval_seed}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
+    curves: dict[str, list[tuple[int, float]]] = {}
+    with open(path) as f:
+        for step, name, value in csv.reader(f):
+            curves.setdefault(name, []).append((int(step), float(value)))
+    return curves
+
+
+def plot_losses(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
+    plt = _pyplot()
+    names = [n for n in ("loss", "td_loss", "conservative_loss", "vocab_loss", "il_loss")
+             if n in curves]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for name in names:
+        steps, values = zip(*curves[name])
+        ax.plot(steps, values, label=name)
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.set_title(f"{title}: training losses", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def publish(out_dir: str | Path, artifacts: str | Path, max_mb: float = 20.0) -> dict[str, Path]:
+    """Copy the final checkpoint to ``artifacts/<name>/`` (plus experiment.json, plan.json,
+    summary.json) and the evaluation files to ``artifacts/results/<name>/``."""
+    out, artifacts = Path(out_dir), Path(artifacts)
+    summary = json.loads((out / "summary.json").read_text())
+    ckpt = artifacts / summary["name"]
+    results = artifacts / "results" / summary["name"]
+    for target in (ckpt, results):
+        shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(out / "train" / "final", ckpt)
+    for name in ("experiment.json", "plan.json", "summary.json"):
+        shutil.copy2(out / name, ckpt / name)
+    shutil.copytree(out / "eval", results)
+    for name in ("summary.json", "loss.png"):
+        shutil.copy2(out / name, results / name)
+    (results / "metrics.csv").write_bytes((out / "train" / "metrics.csv").read_bytes())
+    size_mb = sum(p.stat().st_size for p in ckpt.rglob("*") if p.is_file()) / 2**20
+    if size_mb > max_mb:
+        raise RuntimeError(f"checkpoint {ckpt} is {size_mb:.1f} MB (> {max_mb} MB): too big "
+                           f"to commit")
+    return {"checkpoint": ckpt, "results": results}
