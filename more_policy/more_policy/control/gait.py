@@ -45,14 +45,19 @@ class GaitConfig:
     kd: float = 2.0
     weight_feedforward: float = 1.0  # fraction of the weight carried by feed-forward torque
     yaw_rate_feedback: float = 0.5  # adds gain * (commanded - measured) yaw rate
-    # Stance sweep speed per commanded m/s: the feet slip and lag a little, so the sweep is
-    # faster than the command (1.4 tracks 0.5 m/s within 1 % in the MuJoCo sim).
+    # Stance sweep speed per commanded m/s before the speed loop's correction: the feet slip
+    # and lag a little, so the sweep is faster than the command (1.4 in the MuJoCo sim).
     velocity_scale: float = 1.4
     stand_velocity: float = 1e-3  # |v|, |yaw rate| below this count as "stand still"
     stand_fade_s: float = 0.3  # swing height fades in/out over this when starting/stopping
     control_dt: float = 0.02
-
-
+    # -- feedback (needs foot forces for the velocity estimate; open loop without them) --
+    speed_integral_gain: float = 1.5  # 1/s: sweep correction += gain * dt * velocity error
+    speed_correction_limit: float = 0.5  # m/s, bound on that correction
+    raibert_gain: float = 0.12  # s: landing point moves by gain * (measured - commanded) v
+    attitude_gain: float = 1.5  # stance leg length change per (rad x lever arm)
+    attitude_rate_gain: float = 0.08  # s: the same on the gyro's roll/pitch rates
+    attitude_correction_limit: float = 0.05  # m, bound on a leg's length change
 def pitch_matrix(pitch: float) -> np.ndarray:
     """Rotation about +y by ``pitch`` (positive = nose down)."""
     c, s = np.cos(pitch), np.sin(pitch)

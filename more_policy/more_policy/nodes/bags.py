@@ -3,11 +3,11 @@
 * :class:`BagRecorder`: an rclpy node writing the stack's topics (raw CDR, exactly what went
   over DDS) to a rosbag2 mcap folder through ``rosbags``; the container runner adds it with
   ``--record``.
-* :func:`eval_bag`: recorded frames + instructions through a policy, offline (no DDS), compared
-  with the recorded commands: per-dimension error in SI units, token accuracy, terminate
-  precision/recall, latency statistics -> JSON report (+ a plot).
 * :func:`replay_bag`: re-publishes a bag's inputs over DDS at recorded timing into a running
   stack while recording what the stack answers.
+
+Offline evaluation (``more eval-bag``) lives in :mod:`more_policy.nodes.bag_eval`, which needs
+no ROS runtime.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile
 
 from more_policy.nodes.bag_eval import typestore
 from more_policy.nodes.interfaces import COMMAND_QOS, INSTRUCTION_QOS, SENSOR_QOS, STATUS_QOS
@@ -53,6 +54,7 @@ OUTPUT_TOPICS = (
     TopicSpec(DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", STATUS_QOS),
 )
 STACK_TOPICS = INPUT_TOPICS + OUTPUT_TOPICS
+RECORD_DEPTH = 100
 
 
 def _ros_class(msgtype: str):
@@ -83,9 +85,11 @@ class BagRecorder(Node):
         for spec in topics:
             connection = self._writer.add_connection(spec.name, spec.msgtype, typestore=store)
             self.counts[spec.name] = 0
+            # The publishers' reliability and durability, but a deep queue: a recorder keeps all.
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH,
+                             reliability=spec.qos.reliability, durability=spec.qos.durability)
             self.create_subscription(_ros_class(spec.msgtype), spec.name,
-                                     self._writer_callback(spec.name, connection), spec.qos,
-                                     raw=True)
+                                     self._writer_callback(spec.name, connection), qos, raw=True)
         self.get_logger().info(f"recording {len(topics)} topics to {self.path}")
 
     def _writer_callback(self, topic: str, connection):
