@@ -176,10 +176,10 @@ def test_crouches_by_8_cm_on_command():
 
 
 def test_pitch_command_tilts_the_feet_frame():
-    ctrl = GaitController()
-    ctrl.step(RobotState(), command(body_pitch=0.2))
-    level = GaitController()
-    level.step(RobotState(), command())
+    ctrl, level = GaitController(), GaitController()
+    for _ in range(30):  # the governor slews the pitch: 0.2 rad within 0.6 s
+        ctrl.step(RobotState(), command(body_pitch=0.2))
+        level.step(RobotState(), command())
     front, rear = ctrl.feet[0], ctrl.feet[2]
     assert front[2] > level.feet[0, 2] and rear[2] < level.feet[2, 2]  # nose down
     np.testing.assert_allclose(np.linalg.norm(ctrl.feet, axis=1),
@@ -208,3 +208,148 @@ def test_drives_the_task_environment_in_physics_mode():
     env.close()
     print(f"go_to, physics mode: moved {end[0] - start[0]:.2f} m in 2 s")
     assert end[0] - start[0] > 0.5 * 2 * 0.5 and end[2] > 0.25  # walked, still standing
+
+
+# -- fail-safe governor, velocity estimate, whole-command-space robustness -------------------
+
+POSTURE = np.array([0.0, 0.0, 0.25])  # body height, pitch, stance width
+GAIT_CORNERS = [np.array(c, dtype=float) for c in np.ndindex(2, 2, 2)]  # (phase, offset, bound)
+
+
+def test_support_deficit_is_zero_for_a_trot_and_positive_for_pace_bound_pronk():
+    from more_policy.control.gait_governor import NO_SUPPORT_DEFICIT, support_deficit
+
+    assert support_deficit(np.array([0.5, 0.0, 0.0]), 0.5, 0.25) == 0.0
+    pace = support_deficit(np.array([0.0, 0.0, 0.5]), 0.5, 0.25)
+    bound = support_deficit(np.array([0.0, 0.5, 0.0]), 0.5, 0.25)
+    pronk = support_deficit(np.array([0.0, 0.0, 0.0]), 0.5, 0.25)
+    assert pace == pytest.approx(0.125, abs=0.01)  # stands on one side, 0.125 m off centre
+    assert bound == pytest.approx(0.19, abs=0.01)  # on one end
+    assert pronk == pytest.approx(0.5 * NO_SUPPORT_DEFICIT)  # half the cycle in the air
+
+
+def test_governor_blends_unsupported_gaits_to_trot_and_slews_the_feet():
+    from more_policy.control.body_estimate import BodyEstimate
+    from more_policy.control.gait_governor import GaitGovernor, support_deficit
+
+    for corner in GAIT_CORNERS:
+        gov = GaitGovernor()
+        executed = [gov.update(np.zeros(2), 0.0, corner, 0.5, POSTURE, BodyEstimate()).gait
+                    for _ in range(100)]
+        steps = np.abs(np.remainder(np.diff(executed, axis=0) + 0.5, 1.0) - 0.5)
+        assert steps.max() <= gov.config.gait_slew_rate * gov.dt + 1e-9  # no foot jumps
+        assert support_deficit(executed[-1], 0.5, 0.25) <= gov.config.support_tolerance
+
+
+def test_governor_limits_speed_acceleration_and_turning_load():
+    from more_policy.control.body_estimate import BodyEstimate
+    from more_policy.control.gait_governor import GaitGovernor
+
+    gov = GaitGovernor()
+    trot = np.array([0.5, 0.0, 0.0])
+    speeds = [gov.update(np.array([2.1, 0.0]), 0.0, trot, 0.5, POSTURE,
+                         BodyEstimate()).velocity[0] for _ in range(100)]
+    assert speeds[0] == pytest.approx(gov.config.max_acceleration * gov.dt)  # ramped
+    assert speeds[-1] == pytest.approx(gov.config.max_speed)  # 2.1 commanded, capped
+    turning = gov.update(np.array([1.5, 0.0]), 1.0, trot, 0.5, POSTURE, BodyEstimate())
+    for _ in range(100):
+        turning = gov.update(np.array([1.5, 0.0]), 1.0, trot, 0.5, POSTURE, BodyEstimate())
+    assert turning.yaw_rate == pytest.approx(1.0)  # the path's curvature is kept ...
+    assert turning.velocity[0] * turning.yaw_rate == pytest.approx(
+        gov.config.max_lateral_acceleration)  # ... by slowing down
+
+
+def test_tilt_falls_back_to_trot_at_half_speed_then_recovers():
+    from more_policy.control.body_estimate import BodyEstimate
+    from more_policy.control.gait_governor import GaitGovernor, GovernorConfig, blend_to_trot
+
+    pace = np.array([0.0, 0.0, 0.5])
+    gov = GaitGovernor(GovernorConfig(support_tolerance=1.0))  # allow the pace when level
+    level, tilted = BodyEstimate(), BodyEstimate(roll=0.4)
+    for _ in range(100):
+        out = gov.update(np.array([1.0, 0.0]), 0.0, pace, 0.5, POSTURE, level)
+    np.testing.assert_allclose(out.gait, pace)
+    out = gov.update(np.array([1.0, 0.0]), 0.0, pace, 0.5, POSTURE, tilted)
+    assert out.trot_blend == 1.0 and gov.trips == 1
+    for _ in range(50):  # 1 s later: still 2/3 of the way to a trot, at 2/3 of the speed
+        out = gov.update(np.array([1.0, 0.0]), 0.0, pace, 0.5, POSTURE, level)
+    assert out.trot_blend == pytest.approx(1.0 - 1.0 / gov.config.recovery_s, abs=0.01)
+    np.testing.assert_allclose(out.gait, blend_to_trot(pace, out.trot_blend), atol=1e-6)
+    assert out.velocity[0] == pytest.approx(1.0 - 0.5 * out.trot_blend, abs=0.01)
+    for _ in range(200):  # the commanded gait and speed come back over recovery_s
+        out = gov.update(np.array([1.0, 0.0]), 0.0, pace, 0.5, POSTURE, level)
+    np.testing.assert_allclose(out.gait, pace, atol=1e-6)
+    assert out.velocity[0] == pytest.approx(1.0)
+
+
+def test_posture_steps_are_slewed():
+    ctrl = GaitController()
+    rates = ctrl.governor.config
+    pitches, heights = [], []
+    for _ in range(40):
+        ctrl.step(RobotState(), command(body_pitch=0.36, body_height=-0.09))
+        pitches.append(ctrl.governed.posture[1])
+        heights.append(ctrl.governed.posture[0])
+    assert np.max(np.diff(pitches)) <= rates.max_pitch_rate * ctrl.control_dt + 1e-12
+    assert np.min(np.diff(heights)) >= -rates.max_height_rate * ctrl.control_dt - 1e-12
+    assert pitches[-1] == pytest.approx(0.36) and heights[-1] == pytest.approx(-0.09)
+
+
+def test_velocity_estimate_needs_foot_contact():
+    from more_policy.control.body_estimate import BodyStateEstimator
+
+    est = BodyStateEstimator(0.02)
+    assert not est.update(RobotState()).velocity_valid  # no foot forces: open loop
+    state = RobotState(foot_force=np.full(4, 40.0))
+    assert est.update(state).velocity_valid
+    np.testing.assert_allclose(est.estimate.velocity, 0.0, atol=1e-12)  # joints at rest
+
+
+def run_sim_measured(command_vector, seconds):
+    """Closed loop in MuJoCo; (fell, minimum uprightness, mean true and estimated forward
+    speeds over the last 60 %)."""
+    import mujoco
+
+    from more_policy.sim.physics import Go2Physics
+
+    physics = Go2Physics()
+    ctrl = GaitController()
+    ctrl.reset(physics.state())
+    steps = int(seconds / ctrl.control_dt)
+    substeps = int(round(ctrl.control_dt / physics.physics_dt))
+    up, heights, true_v, est_v = [], [], [], []
+    rot = np.zeros(9)
+    for k in range(steps):
+        physics.apply(ctrl.step(physics.state(), command_vector))
+        physics.step(substeps)
+        pos, quat = physics.base_pose()
+        mujoco.mju_quat2Mat(rot, quat)
+        up.append(rot[8])  # cosine of the trunk's tilt
+        heights.append(pos[2])
+        if k >= steps * 2 // 5:
+            velocity, _ = physics.base_velocity()
+            heading, _ = physics.base_yaw_pitch()
+            true_v.append(velocity[0] * np.cos(heading) + velocity[1] * np.sin(heading))
+            est_v.append(ctrl.estimator.estimate.velocity[0])
+    fell = min(up) < 0.5 or min(heights) < 0.15  # the task environment's fall rule
+    return fell, min(up), np.mean(true_v), np.mean(est_v)
+
+
+@pytest.mark.sim
+def test_tracks_one_metre_per_second_closed_loop():
+    fell, _, speed, estimate = run_sim_measured(command(vx=1.0), 5.0)
+    print(f"commanded 1.0 m/s: {speed:.3f} m/s (leg odometry says {estimate:.3f})")
+    assert not fell
+    assert speed == pytest.approx(1.0, rel=0.15) and estimate == pytest.approx(speed, rel=0.1)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("yaw", [0.0, 1.0])
+def test_every_gait_corner_at_top_speed_stays_upright_for_5_s(yaw):
+    for corner in GAIT_CORNERS:
+        cmd = command(vx=1.5, yaw=yaw, gait_phase=corner[0], gait_offset=corner[1],
+                      gait_bound=corner[2], step_frequency=3.5)
+        fell, upright, speed, _ = run_sim_measured(cmd, 5.0)
+        print(f"gait {corner}, 1.5 m/s, yaw {yaw}: {speed:.2f} m/s, min upright {upright:.2f}")
+        assert not fell, f"fell with gait {corner} at 1.5 m/s, yaw {yaw}"

@@ -166,7 +166,7 @@ def test_stack_recording_replays_exactly_offline_and_over_dds(policy, tmp_path):
             time.sleep(1.0)  # discovery
             instructions.publish(String(data=INSTRUCTION))
             time.sleep(0.5)
-            for rgb in rgbs * 2:  # frames 0.4 s apart: every frame gets its own command
+            for rgb in rgbs:  # frames 0.4 s apart: every frame gets its own command
                 images.publish(rgb_to_image(rgb, probe.node.get_clock().now().to_msg()))
                 time.sleep(0.4)
             time.sleep(1.0)
@@ -175,7 +175,7 @@ def test_stack_recording_replays_exactly_offline_and_over_dds(policy, tmp_path):
             recorder = None
             recorded = read_bag(tmp_path / "recorded")
             n_commands = sum(m.topic == COMMAND_TOPIC for m in recorded)
-            assert n_commands >= 10, node.output()
+            assert n_commands >= 6, node.output()
 
             report = eval_bag(tmp_path / "recorded", policy, tmp_path / "eval")
             assert report["samples"] == n_commands
@@ -188,11 +188,12 @@ def test_stack_recording_replays_exactly_offline_and_over_dds(policy, tmp_path):
             probe = None
             counts = replay_bag(tmp_path / "recorded", record=tmp_path / "answers",
                                 discovery_s=1.5, settle_s=1.5)
-            assert counts[IMAGE_TOPIC] == len(rgbs) * 2 and counts[INSTRUCTION_TOPIC] == 1
+            assert counts[IMAGE_TOPIC] == len(rgbs) and counts[INSTRUCTION_TOPIC] == 1
             answers = read_bag(tmp_path / "answers")
             commands = [m.msg for m in answers if m.topic == COMMAND_TOPIC]
-            assert len(commands) >= 10, node.output()
-            assert {c.episode_id for c in commands} == {2}  # the replayed instruction
+            assert len(commands) >= 6, node.output()
+            # the replayed instruction is the running one: the episode continues
+            assert {c.episode_id for c in commands} == {1}
             expected = {tuple(np.asarray(policy.act([rgb], [INSTRUCTION]).bins)[0])
                         for rgb in rgbs}
             assert all(tuple(c.action_bins) in expected for c in commands)

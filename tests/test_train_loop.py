@@ -19,6 +19,7 @@ from more_policy.data.quard import convert_quard
 from more_policy.rl import RLConfig
 from more_policy.train import TrainConfig, config_from_args, lr_at, train
 
+CPU_DDP_CONFIG = Path(__file__).parents[1] / "configs" / "accelerate" / "cpu_ddp_2proc.yaml"
 MODEL = {"backbone": "tiny", "num_experts": 4, "lora_rank": 4, "attn_lora_rank": 4,
          "lora_dropout": 0.1}  # dropout on: resume must restore the RNG too
 
@@ -127,6 +128,7 @@ def test_two_processes_keep_identical_replicas(dataset, tmp_path):
         from more_policy.train import TrainConfig, train
 
         def record(step, model):
+            assert dist.get_world_size() == 2 and dist.get_backend() == "gloo"
             rank = dist.get_rank()
             torch.save({{n: p.detach() for n, p in model.named_parameters() if p.requires_grad}},
                        {str(tmp_path)!r} + f"/rank{{rank}}_step{{step}}.pt")
@@ -139,9 +141,11 @@ def test_two_processes_keep_identical_replicas(dataset, tmp_path):
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
-                           "2", "--master_port", str(port), str(script)], capture_output=True,
-                          timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # The documented 2-process CPU config, exactly as a user launches it (port made free).
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                           str(CPU_DDP_CONFIG), "--main_process_port", str(port), str(script)],
+                          capture_output=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     for step in (2, 4):
         r0 = torch.load(tmp_path / f"rank0_step{step}.pt")

@@ -1,15 +1,17 @@
 """Train MoRE with offline RL (or the IL baseline) on an episode dataset, with accelerate.
 
-    more train --config run.yaml --data DIR --out DIR                  # one process
-    torchrun --nproc_per_node 2 -m more_policy.train --data DIR --out DIR  # 2 CPU procs, gloo
-    accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 \
-        -m more_policy.train --config run.yaml --data DIR --out DIR       # 8 GPUs, DDP
+    more train --config run.yaml --data DIR --out DIR                   # one process
+    accelerate launch --config_file configs/accelerate/cpu_ddp_2proc.yaml \
+        -m more_policy.train --data DIR --out DIR                       # 2 CPU procs, gloo
+    accelerate launch --config_file configs/accelerate/gpu_ddp_bf16.yaml --num_processes 8 \
+        -m more_policy.train --config run.yaml --data DIR --out DIR        # 8 GPUs, DDP bf16
 
-Multi-GPU runs use DDP: only the LoRA experts, routers and action rows train (~0.4 B of
-9.8 B parameters), so every GPU holds the frozen bf16 backbone (17.5 GiB) plus the adapters'
-AdamW state (~5 GiB), which fits an 80 GB A100/H100. Parameter-sharding backends (DeepSpeed
-ZeRO-3, FSDP) are refused: the EMA target network swaps whole trainable tensors in place and
-checkpoints hold only gathered trainable weights.
+Only the LoRA experts, routers and action rows train (~0.4 B of 9.8 B parameters), so DDP fits:
+every GPU holds the frozen bf16 backbone (17.5 GiB) plus the adapters' AdamW state (~5 GiB).
+DeepSpeed ZeRO stages 0-2 (configs/accelerate/gpu_deepspeed_zero2.yaml) are accepted:
+they shard optimizer state and gradients but keep whole weights on every GPU. ZeRO-3 and FSDP
+are refused (train_backends.py says why): the EMA target network swaps whole trainable
+tensors in place and checkpoints hold them whole.
 
 One readable loop (nanoGPT style): sample a batch from this rank's stream, compute the
 objective (rl/objective.py), step AdamW under a warmup + cosine schedule, update the EMA target,
@@ -38,6 +40,11 @@ from torch import nn
 
 from more_policy.data import EpisodeDataset
 from more_policy.rl.objective import Objective, QOutput, RLConfig
+from more_policy.train_backends import (
+    check_parallelism,
+    check_target_precision,
+    configure_deepspeed,
+)
 
 CHECKPOINTS = "checkpoints"
 TRAIN_CONFIG_FILE = "train_config.json"
@@ -190,9 +197,11 @@ def find_checkpoint(out_dir: Path, resume: str) -> Path | None:
 
 
 def save_checkpoint(accelerator, out_dir: Path, step: int, unwrapped: nn.Module, optimizer,
-                    scheduler, objective: Objective, stream, keep: int) -> Path:
+                    scheduler, objective: Objective, stream, keep: int,
+                    deepspeed_engine=None) -> Path:
     """Every rank writes its data/RNG state into a temporary directory; the main process adds
-    the shared state and renames it into place (atomic: a killed save leaves only .tmp)."""
+    the shared state and renames it into place (atomic: a killed save leaves only .tmp).
+    Under DeepSpeed every rank's engine writes its shard of the optimizer state instead."""
     final = out_dir / CHECKPOINTS / f"step_{step:07d}"
     tmp = out_dir / CHECKPOINTS / f".tmp_step_{step:07d}"
     if accelerator.is_main_process:
@@ -203,11 +212,15 @@ def save_checkpoint(accelerator, out_dir: Path, step: int, unwrapped: nn.Module,
     torch.save({"stream": stream.state_dict(), "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                tmp / f"rank_{rank}.pt")
+    if deepspeed_engine is not None:
+        deepspeed_engine.save_checkpoint(str(tmp / "deepspeed"), tag="state", save_latest=False,
+                                         exclude_frozen_parameters=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         trainable = {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters()
                      if p.requires_grad}
-        torch.save({"step": step, "trainable": trainable, "optimizer": optimizer.state_dict(),
+        torch.save({"step": step, "trainable": trainable,
+                    "optimizer": None if deepspeed_engine else optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "objective": objective.state_dict(),
                     "world_size": accelerator.num_processes}, tmp / "trainer_state.pt")
         if hasattr(unwrapped, "policy"):
@@ -220,7 +233,7 @@ def save_checkpoint(accelerator, out_dir: Path, step: int, unwrapped: nn.Module,
 
 
 def load_checkpoint(path: Path, accelerator, unwrapped: nn.Module, optimizer, scheduler,
-                    objective: Objective, stream) -> int:
+                    objective: Objective, stream, deepspeed_engine=None) -> int:
     state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
     if state["world_size"] != accelerator.num_processes:
         raise ValueError(f"{path} was written by {state['world_size']} processes; exact resume "
@@ -229,7 +242,12 @@ def load_checkpoint(path: Path, accelerator, unwrapped: nn.Module, optimizer, sc
     with torch.no_grad():
         for name, value in state["trainable"].items():
             params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
+    if deepspeed_engine is not None:  # restores the fp32 master weights of this rank's shard
+        deepspeed_engine.load_checkpoint(str(path / "deepspeed"), tag="state",
+                                         load_module_strict=False,
+                                         load_lr_scheduler_states=False)
+    else:
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     objective.load_state_dict(state["objective"])
     mine = torch.load(path / f"rank_{accelerator.process_index}.pt", weights_only=False)
@@ -269,17 +287,19 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
     if not cfg.data:
         raise ValueError("no training data: set data (more train --data DIR)")
     precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() \
-            else "no"
+    if precision == "auto":  # the launch config's mixed_precision, else bf16 where supported
+        precision = os.environ.get("ACCELERATE_MIXED_PRECISION") or (
+            "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no")
     # cpu=True lets accelerate see a torchrun launch without GPUs as multi-process (gloo).
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
                               kwargs_handlers=[
         DistributedDataParallelKwargs(find_unused_parameters=True)])  # unrouted experts idle
-    if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
-        raise ValueError(f"{accelerator.distributed_type.name} is not supported by this trainer "
-                         "(parameter sharding breaks the in-place EMA target); use DDP "
-                         "(accelerate launch --multi_gpu)")
+    check_parallelism(accelerator.distributed_type, accelerator.state.deepspeed_plugin,
+                      getattr(accelerator.state, "fsdp_plugin", None))
+    deepspeed = accelerator.distributed_type.value == "DEEPSPEED"
+    if deepspeed:
+        configure_deepspeed(accelerator.state.deepspeed_plugin, cfg.batch_size,
+                            cfg.grad_accum, cfg.grad_clip)
     out_dir = Path(cfg.out_dir)
     set_seed(cfg.seed)  # identical initial weights on every rank
     dataset = EpisodeDataset(cfg.data, gamma=cfg.rl.gamma, seed=cfg.seed,
@@ -296,6 +316,8 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     objective = Objective(cfg.rl, unwrapped, getattr(unwrapped, "action_token_slice", None))
+    check_target_precision(objective)
+    engine = model if deepspeed else None
     eval_stream = EpisodeDataset(cfg.eval_data, gamma=cfg.rl.gamma, shuffle=False).stream() \
         if cfg.eval_data else None
 
@@ -308,7 +330,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
     checkpoint = find_checkpoint(out_dir, cfg.resume)
     if checkpoint is not None:
         step = load_checkpoint(checkpoint, accelerator, unwrapped, optimizer, scheduler,
-                               objective, stream)
+                               objective, stream, engine)
         accelerator.print(f"resumed from {checkpoint} at step {step}")
     logger = MetricsLogger(out_dir, cfg.log_with, accelerator.is_main_process)
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train",
@@ -342,7 +364,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
             bar.set_postfix(loss=f"{logged['loss']:.4f}")
         if cfg.save_every and (step % cfg.save_every == 0 or step == cfg.max_steps):
             save_checkpoint(accelerator, out_dir, step, unwrapped, optimizer, scheduler,
-                            objective, stream, cfg.keep_checkpoints)
+                            objective, stream, cfg.keep_checkpoints, engine)
         if cfg.eval_every and step % cfg.eval_every == 0:
             results = evaluate(objective, unwrapped, eval_stream, cfg, accelerator.device) \
                 if eval_stream else {}

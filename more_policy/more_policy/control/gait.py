@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from more_policy.actions import WTW_SLOTS, ActionSpace
+from more_policy.control.body_estimate import BodyStateEstimator
 from more_policy.control.gait_clock import WTW_TO_SDK_FEET, GaitClock
+from more_policy.control.gait_governor import GaitGovernor, GovernedCommand, GovernorConfig
 from more_policy.control.kinematics import (
     HIP_POSITIONS,
     forward_kinematics,
@@ -45,6 +47,8 @@ class GaitConfig:
     kd: float = 2.0
     weight_feedforward: float = 1.0  # fraction of the weight carried by feed-forward torque
     yaw_rate_feedback: float = 0.5  # adds gain * (commanded - measured) yaw rate
+    yaw_integral_gain: float = 1.0  # 1/s: and the integral of that error, times this gain
+    yaw_correction_limit: float = 0.5  # rad/s, bound on the integral term
     # Stance sweep speed per commanded m/s before the speed loop's correction: the feet slip
     # and lag a little, so the sweep is faster than the command (1.4 in the MuJoCo sim).
     velocity_scale: float = 1.4
@@ -53,11 +57,12 @@ class GaitConfig:
     control_dt: float = 0.02
     # -- feedback (needs foot forces for the velocity estimate; open loop without them) --
     speed_integral_gain: float = 1.5  # 1/s: sweep correction += gain * dt * velocity error
-    speed_correction_limit: float = 0.5  # m/s, bound on that correction
-    raibert_gain: float = 0.12  # s: landing point moves by gain * (measured - commanded) v
-    attitude_gain: float = 1.5  # stance leg length change per (rad x lever arm)
-    attitude_rate_gain: float = 0.08  # s: the same on the gyro's roll/pitch rates
-    attitude_correction_limit: float = 0.05  # m, bound on a leg's length change
+    speed_correction_limit: float = 0.3  # m/s, bound on that correction
+    # Longest stance sweep [m]: faster sweeps raise the step frequency above the command
+    # (a 1.5 m/s trot at 3.5 Hz would otherwise reach the edge of the legs' workspace).
+    max_stride: float = 0.25
+
+
 def pitch_matrix(pitch: float) -> np.ndarray:
     """Rotation about +y by ``pitch`` (positive = nose down)."""
     c, s = np.cos(pitch), np.sin(pitch)
@@ -65,43 +70,73 @@ def pitch_matrix(pitch: float) -> np.ndarray:
 
 
 class GaitController:
-    """LowLevelController: kinematic trot/pace/bound/pronk generator with Raibert placement."""
+    """LowLevelController: kinematic trot/pace/bound/pronk generator with Raibert placement,
+    attitude and speed feedback, behind a fail-safe :class:`GaitGovernor`."""
 
     def __init__(self, config: GaitConfig | None = None,
-                 action_space: ActionSpace | None = None):
+                 action_space: ActionSpace | None = None,
+                 governor: GovernorConfig | None = None):
         self.config = config or GaitConfig()
         self.space = action_space or ActionSpace()
         self.control_dt = self.config.control_dt
         self.clock = GaitClock()
+        self.estimator = BodyStateEstimator(self.control_dt)
+        self.governor = GaitGovernor(governor, self.control_dt)
         self.stepping = 0.0  # 0 = standing, 1 = full swing height
         self.feet = forward_kinematics(np.zeros(NUM_MOTORS))  # (4, 3) last targets
         self.contact = np.ones(4)  # (4,) planned stance (1) / swing (0), SDK foot order
+        self.speed_correction = np.zeros(2)  # (2,) m/s added to the stance sweep
+        self.yaw_correction = 0.0  # rad/s added to the sweep's yaw rate
+        self.governed: GovernedCommand | None = None  # what the last tick executed
 
     def reset(self, state: RobotState) -> None:
         self.clock.reset()
+        self.estimator.reset()
+        self.governor.reset()
         self.stepping = 0.0
         self.contact = np.ones(4)
+        self.speed_correction, self.yaw_correction = np.zeros(2), 0.0
 
     def step(self, state: RobotState, command: np.ndarray) -> MotorCommand:
         cfg = self.config
         slot = dict(zip(WTW_SLOTS, self.space.to_wtw_command(command), strict=True))
         frequency = max(slot["step_frequency"], 1e-3)
         duration = float(np.clip(slot["duration"], 0.05, 0.95))
-        velocity = np.array([slot["x_vel"], slot["y_vel"]]) * cfg.velocity_scale  # (2,)
-        yaw_rate = slot["yaw_vel"]
-        if cfg.yaw_rate_feedback and np.isfinite(state.gyro[2]):
-            yaw_rate += cfg.yaw_rate_feedback * (slot["yaw_vel"] - state.gyro[2])
-        moving = max(abs(slot["x_vel"]), abs(slot["y_vel"]), abs(slot["yaw_vel"])) > \
-            cfg.stand_velocity
+        body = self.estimator.update(state)
+        gov = self.governor.update(
+            np.array([slot["x_vel"], slot["y_vel"]]), slot["yaw_vel"],
+            np.array([slot["phase"], slot["offset"], slot["bound"]]), duration,
+            np.array([slot["body_height"], slot["pitch"], slot["stance_width"]]), body)
+        self.governed = gov
+        slot["body_height"], slot["pitch"], slot["stance_width"] = gov.posture
+        moving = max(abs(slot["x_vel"]), abs(slot["y_vel"]), abs(slot["yaw_vel"]),
+                     *np.abs(gov.velocity), abs(gov.yaw_rate)) > cfg.stand_velocity
         fade = cfg.control_dt / cfg.stand_fade_s
         self.stepping = float(np.clip(self.stepping + (fade if moving else -fade), 0.0, 1.0))
+        yaw_rate = gov.yaw_rate
+        if np.isfinite(state.gyro[2]):  # PI on the gyro's yaw rate
+            yaw_error = gov.yaw_rate - state.gyro[2]
+            if self.stepping >= 1.0:
+                self.yaw_correction = float(np.clip(
+                    self.yaw_correction + cfg.yaw_integral_gain * cfg.control_dt * yaw_error,
+                    -cfg.yaw_correction_limit, cfg.yaw_correction_limit))
+            yaw_rate += cfg.yaw_rate_feedback * yaw_error + self.yaw_correction
+        if body.velocity_valid and self.stepping >= 1.0:  # integral speed loop
+            self.speed_correction = np.clip(
+                self.speed_correction + cfg.speed_integral_gain * cfg.control_dt
+                * (gov.velocity - body.velocity), -cfg.speed_correction_limit,
+                cfg.speed_correction_limit)
+        elif not moving:
+            self.speed_correction, self.yaw_correction = np.zeros(2), 0.0
+        velocity = gov.velocity * cfg.velocity_scale + self.speed_correction  # (2,) sweep
+        frequency = max(frequency, float(np.linalg.norm(velocity)) * duration / cfg.max_stride)
         if self.stepping > 0.0 or moving:
             self.clock.advance(cfg.control_dt, frequency)
 
-        phases = self.clock.phases(slot["phase"], slot["offset"], slot["bound"])
-        phases = phases[WTW_TO_SDK_FEET]  # (4,) SDK foot order
+        phases = self.clock.phases(*gov.gait)[WTW_TO_SDK_FEET]  # (4,) SDK foot order
         stance_time = duration / frequency
         feet = self.foot_targets(phases, duration, stance_time, velocity, yaw_rate, slot)
+        feet = feet @ pitch_matrix(slot["pitch"])  # level frame -> trunk frame (R^T p)
         self.feet = feet
         q = inverse_kinematics(feet)
         tau = self.weight_torques(q, phases < duration)
@@ -110,7 +145,7 @@ class GaitController:
 
     def foot_targets(self, phases: np.ndarray, duration: float, stance_time: float,
                      velocity: np.ndarray, yaw_rate: float, slot: dict) -> np.ndarray:
-        """(4, 3) foot targets in the trunk frame for the SDK feet."""
+        """(4, 3) foot targets in the level frame for the SDK feet."""
         cfg = self.config
         nominal = np.stack([
             HIP_POSITIONS[:, 0] + cfg.foot_x_offset,
@@ -133,7 +168,7 @@ class GaitController:
                 feet[i, :2] += sweep[i] * (blend - 0.5)
                 lift = slot["footswing_height"] * self.stepping
                 feet[i, 2] += lift * 0.5 * (1.0 - np.cos(2.0 * np.pi * s))
-        return feet @ pitch_matrix(slot["pitch"])  # level frame -> trunk frame (R^T p)
+        return feet
 
     def weight_torques(self, q: np.ndarray, stance: np.ndarray) -> np.ndarray:
         """(12,) tau = J^T f with the weight shared by the planned stance feet."""

@@ -15,6 +15,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="wall-clock training budget per run (plans the step count)")
     p.add_argument("--steps", type=int, help="exact training steps (overrides the budget)")
     p.add_argument("--eval-episodes", type=int, help="closed-loop episodes per task")
+    p.add_argument("--eval-tasks", help="'all' or comma-separated task names to evaluate")
     p.add_argument("--publish", metavar="DIR",
                    help="copy checkpoint(s) and results under DIR (e.g. artifacts)")
 
@@ -46,6 +47,8 @@ def load_config(args: argparse.Namespace):
         cfg = cfg.with_overrides(max_train_steps=args.steps)
     if args.eval_episodes is not None:
         cfg = cfg.with_overrides(eval_episodes=args.eval_episodes)
+    if args.eval_tasks is not None:
+        cfg = cfg.with_overrides(eval_tasks=args.eval_tasks)
     return cfg
 
 

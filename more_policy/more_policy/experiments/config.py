@@ -45,6 +45,8 @@ class ExperimentConfig:
     train_budget_s: float = 600.0    # wall-clock training budget when max_train_steps == 0
     min_train_steps: int = 10
     eval_episodes: int = 20          # per task
+    eval_tasks: str = "all"          # 'all' or comma-separated task names
+    eval_max_steps: int = 0          # episode limit in evaluation; 0: data.max_steps
     eval_seed: int = 10_000          # scenes disjoint from the training data's
     eval_batch_size: int = 8
 

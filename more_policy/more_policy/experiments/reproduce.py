@@ -30,13 +30,37 @@ from more_policy.experiments.data import build_datasets
 from more_policy.experiments.evaluation import _pyplot, evaluate_checkpoint
 
 TIMING_STEPS = 3
+DEADLINE_CHECK_EVERY = 25  # steps between wall-clock checks of a run with finish_by
+
+
+class TrainingDeadline(Exception):
+    """Raised from the trainer's hook when a run's training time is up."""
+
+
+def deadline_hook(deadline: float):
+    """A train() eval_hook that stops training once time.time() passes ``deadline``: the
+    planned step count is an estimate, and other processes may slow the CPU down later."""
+    def hook(step: int, model) -> None:
+        if time.time() > deadline:
+            raise TrainingDeadline(f"training time up at step {step}")
+    return hook
+
+
+def finalize_from_checkpoint(run_dir: Path) -> int:
+    """After a deadline stop: the latest saved checkpoint's policy becomes ``final``."""
+    saved = sorted((run_dir / "checkpoints").glob("step_*"))
+    if not saved:
+        raise RuntimeError(f"{run_dir}: training stopped before any checkpoint was saved")
+    shutil.rmtree(run_dir / "final", ignore_errors=True)
+    shutil.copytree(saved[-1] / "policy", run_dir / "final")
+    return int(saved[-1].name.split("_")[1])
 
 
 def train_config(cfg: ExperimentConfig, data_dir: str | Path, run_dir: Path, steps: int):
     from more_policy.rl import RLConfig
     from more_policy.train import TrainConfig
 
-    options = {"save_every": max(1, steps // 4), "keep_checkpoints": 1, **cfg.train}
+    options = {"save_every": max(1, steps // 10), "keep_checkpoints": 1, **cfg.train}
     return TrainConfig(data=str(data_dir), out_dir=str(run_dir), model=dict(cfg.model),
                        rl=RLConfig(objective=cfg.objective), max_steps=steps, seed=cfg.seed,
                        **options)
@@ -85,7 +109,7 @@ def plan_steps(cfg: ExperimentConfig, data_dir: str | Path, plan_path: Path) -> 
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, data_root: str | Path | None
-                   = None, finish_by: float | None = None, eval_reserve_s: float = 420.0,
+                   = None, finish_by: float | None = None, eval_reserve_s: float = 360.0,
                    progress: bool = True) -> dict:
     """Run (or finish) one experiment; returns a summary with paths and the eval table.
 
@@ -106,18 +130,28 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, data_root: str
     plan = plan_steps(cfg, data_dir, out / "plan.json")
     run_dir = out / "train"
     torch.manual_seed(cfg.seed)
-    train(train_config(cfg, data_dir, run_dir, plan["steps"]))
+    tcfg = train_config(cfg, data_dir, run_dir, plan["steps"])
+    hook = None
+    if finish_by is not None:
+        tcfg.eval_every, hook = DEADLINE_CHECK_EVERY, deadline_hook(finish_by - eval_reserve_s)
+    stopped_at = None
+    try:
+        train(tcfg, eval_hook=hook)
+    except TrainingDeadline:
+        stopped_at = finalize_from_checkpoint(run_dir)
     train_s = time.perf_counter() - started - data_s
     curves = read_metrics(run_dir / "metrics.csv")
     plot_losses(curves, out / "loss.png", cfg.name)
-    results = evaluate_checkpoint(run_dir / "final", out / "eval", episodes=cfg.eval_episodes,
-                                  seed=cfg.eval_seed, image_size=cfg.data.image_size,
-                                  max_steps=cfg.data.max_steps, batch_size=cfg.eval_batch_size,
+    results = evaluate_checkpoint(run_dir / "final", out / "eval", tasks=cfg.eval_tasks,
+                                  episodes=cfg.eval_episodes, seed=cfg.eval_seed,
+                                  image_size=cfg.data.image_size,
+                                  max_steps=cfg.eval_max_steps or cfg.data.max_steps,
+                                  batch_size=cfg.eval_batch_size,
                                   name=cfg.name, progress=progress)
     summary = {"name": cfg.name, "seed": cfg.seed, "objective": cfg.objective,
                "use_suboptimal": cfg.use_suboptimal, "model": cfg.model, "plan": plan,
                "datasets": datasets["tasks"], "data_dir": data_dir,
-               "checkpoint": str(run_dir / "final"),
+               "checkpoint": str(run_dir / "final"), "stopped_by_deadline_at": stopped_at,
                "final_losses": {k: v[-1][1] for k, v in curves.items() if v},
                "seconds": {"data": round(data_s, 1), "train": round(train_s, 1),
                            "eval": round(time.perf_counter() - started - data_s - train_s, 1)},

@@ -37,7 +37,7 @@ def smoke() -> ExperimentConfig:
                "lora_rank": 4, "attn_lora_rank": 4},
         train={"batch_size": 4, "lr": 3e-3, "warmup_ratio": 0.1, "log_every": 1,
                "decode_threads": 1},
-        max_train_steps=4, eval_episodes=1, eval_batch_size=1)
+        max_train_steps=4, eval_episodes=1, eval_max_steps=8, eval_batch_size=1)
 
 
 PRESETS = {"small": small, "smoke": smoke}

@@ -1,0 +1,81 @@
+"""Which accelerate backends the trainer accepts, and the DeepSpeed values it must fill in.
+
+The EMA target network (rl/objective.py) swaps whole trainable tensors into the model in place
+and checkpoints copy them whole, so every rank must hold whole weights between steps:
+
+    one process, DDP (CPU gloo or GPU NCCL)    whole weights everywhere             accepted
+    DeepSpeed ZeRO 0 / 1 / 2                   shards optimizer state and grads     accepted
+    DeepSpeed ZeRO 3                           shards the weights                   refused
+    FSDP1 FULL_SHARD / SHARD_GRAD_OP / HYBRID  weights sharded outside fwd/bwd      refused
+    FSDP1 NO_SHARD                             plain DDP under another name         refused
+    FSDP2 (any reshard_after_forward)          weights are always DTensor shards    refused
+
+(SHARD_GRAD_OP only skips the re-shard between forward and backward; after backward each rank
+again holds a flat slice, e.g. 45 of 90 elements of a two-layer MLP on rank 0 and 0 elements of
+the second layer: measured with torch 2.13 FSDP1 on 2 gloo processes.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+SUPPORTED_BACKENDS = ("one process, DDP (CPU or GPU) and DeepSpeed ZeRO stage 0, 1 or 2 "
+                      "(see configs/accelerate/)")
+
+
+def check_parallelism(distributed_type, deepspeed_plugin=None, fsdp_plugin=None) -> None:
+    """Raise ValueError for a backend that shards the weights. Arguments are accelerate's
+    DistributedType (or its value) and the plugins, as found on AcceleratorState."""
+    kind = getattr(distributed_type, "value", distributed_type)
+    if kind == "DEEPSPEED":
+        stage = int(deepspeed_plugin.zero_stage) if deepspeed_plugin is not None else None
+        if stage is None or stage > 2:
+            raise ValueError(f"DeepSpeed ZeRO stage {stage} is not supported: stage 3 shards the "
+                             "weights, which the in-place EMA target network and whole-weight "
+                             f"checkpoints cannot use. Supported: {SUPPORTED_BACKENDS}")
+    elif kind == "FSDP":
+        strategy = getattr(getattr(fsdp_plugin, "sharding_strategy", None), "name", None)
+        version = getattr(fsdp_plugin, "fsdp_version", None)
+        raise ValueError(f"FSDP (version {version}, {strategy or 'reshard_after_forward'}) is not "
+                         "supported: FULL_SHARD, SHARD_GRAD_OP, HYBRID_SHARD and FSDP2 keep "
+                         "only a shard of each weight between steps, which the in-place EMA "
+                         "target network and whole-weight checkpoints cannot use; NO_SHARD is "
+                         "plain DDP (use configs/accelerate/gpu_ddp_bf16.yaml). "
+                         f"Supported: {SUPPORTED_BACKENDS}")
+    elif kind not in ("NO", "MULTI_CPU", "MULTI_GPU"):
+        raise ValueError(f"accelerate backend {kind} is not supported. "
+                         f"Supported: {SUPPORTED_BACKENDS}")
+
+
+def configure_deepspeed(deepspeed_plugin, batch_size: int, grad_accum: int,
+                        grad_clip: float) -> None:
+    """Fill the DeepSpeed config values accelerate cannot infer (the trainer passes it no
+    dataloader); a conflicting explicit value is an error rather than silently overridden."""
+    if grad_accum != 1:
+        raise ValueError("grad_accum > 1 is not supported with DeepSpeed (its engine steps "
+                         "inside backward); raise batch_size instead: ZeRO frees the memory")
+    config = deepspeed_plugin.deepspeed_config
+    for key, value in (("train_micro_batch_size_per_gpu", batch_size),
+                       ("gradient_accumulation_steps", 1), ("gradient_clipping", grad_clip)):
+        current = config.get(key, "auto")
+        if current == "auto":
+            config[key] = value
+        elif current != value:
+            raise ValueError(f"DeepSpeed config sets {key}={current} but the training config "
+                             f"needs {value}; set it to 'auto' in the DeepSpeed config")
+
+
+def check_target_precision(objective) -> None:
+    """Refuse an EMA target kept in bf16/fp16: with tau = 0.999 each update moves the target by
+    1e-3 of the gap, below half a bf16 ulp (2^-9 relative), so it rounds away. This happens when
+    adapter_dtype is bfloat16, or under DeepSpeed bf16, which casts every weight to bf16."""
+    if objective.target is None:  # IL: no target network
+        return
+    low = sorted({str(t.dtype) for t in objective.target.params.values()
+                  if t.is_floating_point() and torch.finfo(t.dtype).bits < 32})
+    if low:
+        raise ValueError(f"the EMA target network would be kept in {low}, which rounds away "
+                         f"updates of (1 - tau) = {1 - objective.target.tau:g} of the gap; keep "
+                         "the trainable weights in float32 (model.adapter_dtype, and no "
+                         "DeepSpeed bf16 for the Q objective until the target keeps an fp32 "
+                         "copy), or use objective 'il'")
