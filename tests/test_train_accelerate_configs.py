@@ -17,7 +17,6 @@ from more_policy.rl import RLConfig
 from more_policy.rl.objective import Objective
 from more_policy.train_backends import (
     check_parallelism,
-    check_target_precision,
     configure_deepspeed,
 )
 
@@ -110,13 +109,19 @@ def test_plain_backends_pass_and_unknown_ones_are_refused():
         check_parallelism(DistributedType.XLA)
 
 
-def test_bf16_ema_target_is_refused_because_it_rounds_updates_away():
+def test_ema_target_of_bf16_weights_is_kept_in_float32_so_updates_register():
     gap = torch.ones(8) * 1.1
-    for dtype, moves in ((torch.bfloat16, False), (torch.float32, True)):
-        target = torch.ones(8, dtype=dtype)
-        target.lerp_(gap.to(dtype), 1 - RLConfig().tau)  # one EMA step toward the weights
-        assert bool((target != 1).all()) == moves, dtype
-    with pytest.raises(ValueError, match=r"target network would be kept in \[.torch.bfloat16.\]"):
-        check_target_precision(Objective(RLConfig(), nn.Linear(4, 4).to(torch.bfloat16)))
-    check_target_precision(Objective(RLConfig(), nn.Linear(4, 4)))
-    check_target_precision(Objective(RLConfig(objective="il"), nn.Linear(4, 4).bfloat16()))
+    bf16 = torch.ones(8, dtype=torch.bfloat16)
+    bf16.lerp_(gap.bfloat16(), 1 - RLConfig().tau)  # why: one EMA step rounds away in bf16
+    assert bool((bf16 == 1).all())
+    model = nn.Linear(4, 4).to(torch.bfloat16)  # weights as DeepSpeed bf16 mode holds them
+    objective = Objective(RLConfig(), model)
+    assert {t.dtype for t in objective.target.params.values()} == {torch.float32}
+    before = {n: t.clone() for n, t in objective.target.params.items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    objective.target.update(model)
+    moved = objective.target.params["weight"] - before["weight"]
+    assert torch.allclose(moved, torch.full_like(moved, 1 - RLConfig().tau), rtol=0.05)
+    with objective.target.applied(model):
+        assert model.weight.dtype == torch.bfloat16  # swapped in at the weights' dtype

@@ -42,7 +42,6 @@ from more_policy.data import EpisodeDataset
 from more_policy.rl.objective import Objective, QOutput, RLConfig
 from more_policy.train_backends import (
     check_parallelism,
-    check_target_precision,
     configure_deepspeed,
 )
 
@@ -316,7 +315,6 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     objective = Objective(cfg.rl, unwrapped, getattr(unwrapped, "action_token_slice", None))
-    check_target_precision(objective)
     engine = model if deepspeed else None
     eval_stream = EpisodeDataset(cfg.eval_data, gamma=cfg.rl.gamma, shuffle=False).stream() \
         if cfg.eval_data else None

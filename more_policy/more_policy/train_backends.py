@@ -17,8 +17,6 @@ the second layer: measured with torch 2.13 FSDP1 on 2 gloo processes.)
 
 from __future__ import annotations
 
-import torch
-
 SUPPORTED_BACKENDS = ("one process, DDP (CPU or GPU) and DeepSpeed ZeRO stage 0, 1 or 2 "
                       "(see configs/accelerate/)")
 
@@ -63,19 +61,3 @@ def configure_deepspeed(deepspeed_plugin, batch_size: int, grad_accum: int,
         elif current != value:
             raise ValueError(f"DeepSpeed config sets {key}={current} but the training config "
                              f"needs {value}; set it to 'auto' in the DeepSpeed config")
-
-
-def check_target_precision(objective) -> None:
-    """Refuse an EMA target kept in bf16/fp16: with tau = 0.999 each update moves the target by
-    1e-3 of the gap, below half a bf16 ulp (2^-9 relative), so it rounds away. This happens when
-    adapter_dtype is bfloat16, or under DeepSpeed bf16, which casts every weight to bf16."""
-    if objective.target is None:  # IL: no target network
-        return
-    low = sorted({str(t.dtype) for t in objective.target.params.values()
-                  if t.is_floating_point() and torch.finfo(t.dtype).bits < 32})
-    if low:
-        raise ValueError(f"the EMA target network would be kept in {low}, which rounds away "
-                         f"updates of (1 - tau) = {1 - objective.target.tau:g} of the gap; keep "
-                         "the trainable weights in float32 (model.adapter_dtype, and no "
-                         "DeepSpeed bf16 for the Q objective until the target keeps an fp32 "
-                         "copy), or use objective 'il'")

@@ -48,8 +48,8 @@ class GovernorConfig:
     max_yaw_acceleration: float = 3.0  # rad/s^2
     support_tolerance: float = 0.0  # m, mean support deficit allowed at rest
     support_tolerance_per_speed: float = 0.0  # m per m/s: faster gaits may stand less
-    tilt_limit: float = 0.25  # rad of roll or pitch error that forces a trot
-    tilt_rate_limit: float = 2.0  # rad/s of roll or pitch rate that forces a trot
+    tilt_limit: float = 0.3  # rad of roll or pitch error that forces a trot
+    tilt_rate_limit: float = 3.5  # rad/s of roll or pitch rate that forces a trot
     recovery_s: float = 3.0  # s for the commanded gait to return after a tilt fallback
     gait_slew_rate: float = 2.0  # gait parameter units per s
     max_height_rate: float = 0.3  # m/s

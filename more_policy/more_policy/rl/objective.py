@@ -70,14 +70,15 @@ class TargetNetwork:
     """EMA copy of the *trainable* parameters only; frozen weights are shared, not copied.
 
     ``with target.applied(model):`` swaps the EMA tensors into the model in place (no copy)
-    for a no-grad forward. Works with the unwrapped module under DDP; with parameter sharding
-    (FSDP, DeepSpeed) the swap would see shards, so the trainer refuses those backends.
+    for a no-grad forward. The EMA is kept in float32 whatever the weights' dtype (a tau = 0.999
+    update rounds away in bf16). Works with the unwrapped module under DDP and DeepSpeed ZeRO <= 2;
+    with parameter sharding (ZeRO-3, FSDP) the swap would see shards, so the trainer refuses those.
     """
 
     def __init__(self, model: nn.Module, tau: float) -> None:
         self.tau = tau
-        self.params = {n: p.detach().clone() for n, p in model.named_parameters()
-                       if p.requires_grad}
+        self.params = {n: p.detach().to(torch.float32, copy=True)
+                       for n, p in model.named_parameters() if p.requires_grad}
         if not self.params:
             raise ValueError("the model has no trainable parameters")
 
@@ -102,7 +103,7 @@ class TargetNetwork:
             model.eval()  # targets without dropout
             with torch.no_grad():
                 for p, t in pairs:
-                    p.data = t
+                    p.data = t.to(p.dtype)  # no copy when the weights are float32
                 yield model
         finally:
             for (p, _), data in zip(pairs, saved):
