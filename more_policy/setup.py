@@ -23,6 +23,10 @@ setup(
     entry_points={
         "console_scripts": [
             "more = more_policy.cli:main",
+            "policy_node = more_policy.nodes.policy_node:main",
+            "controller_node = more_policy.nodes.controller_node:main",
+            "go2_sim_node = more_policy.nodes.go2_sim_node:main",
+            "camera_node = more_policy.nodes.camera_node:main",
         ],
     },
 )

@@ -212,7 +212,7 @@ def test_drives_the_task_environment_in_physics_mode():
 
 # -- fail-safe governor, velocity estimate, whole-command-space robustness -------------------
 
-POSTURE = np.array([0.0, 0.0, 0.25])  # body height, pitch, stance width
+POSTURE = np.array([0.0, 0.0, 0.25, 0.08])  # body height, pitch, stance width, swing
 GAIT_CORNERS = [np.array(c, dtype=float) for c in np.ndindex(2, 2, 2)]  # (phase, offset, bound)
 
 
@@ -353,3 +353,34 @@ def test_every_gait_corner_at_top_speed_stays_upright_for_5_s(yaw):
         fell, upright, speed, _ = run_sim_measured(cmd, 5.0)
         print(f"gait {corner}, 1.5 m/s, yaw {yaw}: {speed:.2f} m/s, min upright {upright:.2f}")
         assert not fell, f"fell with gait {corner} at 1.5 m/s, yaw {yaw}"
+
+
+def test_walking_envelope_limits_posture_only_while_moving():
+    from more_policy.control.body_estimate import BodyEstimate
+    from more_policy.control.gait_governor import GaitGovernor
+
+    extreme = np.array([0.10, 0.4, 0.10, 0.18])  # tall, nose down, narrow, high swing
+    trot = np.array([0.5, 0.0, 0.0])
+    standing, walking = GaitGovernor(), GaitGovernor()
+    for _ in range(100):
+        still = standing.update(np.zeros(2), 0.0, trot, 0.5, extreme, BodyEstimate())
+        moving = walking.update(np.array([1.0, 0.0]), 0.0, trot, 0.5, extreme, BodyEstimate())
+    np.testing.assert_allclose(still.posture, extreme)  # standing: as commanded
+    cfg = walking.config
+    np.testing.assert_allclose(moving.posture, [cfg.max_walking_height, cfg.max_walking_pitch,
+                                                cfg.min_walking_stance_width,
+                                                cfg.max_walking_swing_height])
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_corners_of_the_whole_command_space_stay_upright_for_5_s():
+    rng = np.random.default_rng(1)
+    low, high = SPACE.low, SPACE.high
+    corners = [high, low] + [np.where(rng.uniform(size=12) < 0.5, low, high) for _ in range(8)]
+    for corner in corners:
+        cmd = corner.copy()
+        cmd[SPACE.index("terminate")] = 0.0
+        fell, upright, speed, _ = run_sim_measured(cmd, 5.0)
+        print(f"command {np.round(cmd, 2)}: {speed:.2f} m/s, min upright {upright:.2f}")
+        assert not fell, f"fell under the command {np.round(cmd, 2)}"

@@ -70,6 +70,7 @@ def test_reproduce_smoke_writes_a_loadable_checkpoint_and_table(tmp_path, capsys
     assert all(v in (0.0, 1.0) for v in table["success_rate"].values())
     assert table["average"] == pytest.approx(np.mean(list(table["success_rate"].values())))
     assert len(table["episodes"]) == len(TASKS) and table["seed"] == summary["eval_seed"]
+    assert (results / "table1.md").read_text().startswith("Method")
     for name in ("success.png", "q_values.png", "expert_usage.png", "loss.png"):
         assert png(results / name), name
     traces = json.loads((results / "traces.json").read_text())

@@ -25,6 +25,7 @@ from more_policy.actions import ActionSpace  # noqa: E402
 from more_policy.nodes.interfaces import (  # noqa: E402
     COMMAND_QOS,
     INSTRUCTION_QOS,
+    INSTRUCTION_SUBSCRIPTION_QOS,
     SENSOR_QOS,
     STATUS_QOS,
 )
@@ -222,6 +223,16 @@ def test_terminate_ends_the_episode_and_idles(stack):
     assert "episode 3 terminated" in stack.node.output()
     stack.instructions.publish(String(data=FIRST_INSTRUCTION))
     assert stack.send_frames_until(lambda: any(c.episode_id == 4 for c in stack.commands), 20)
+
+
+@pytest.mark.timeout(60)
+def test_plain_volatile_publisher_is_heard(stack):
+    # `ros2 topic pub` offers volatile durability, which a transient-local reader alone ignores.
+    volatile = stack.probe.publisher(String, INSTRUCTION_TOPIC, INSTRUCTION_SUBSCRIPTION_QOS[1])
+    assert stack.probe.wait_for(lambda: volatile.get_subscription_count() > 0, 10)
+    volatile.publish(String(data=SECOND_INSTRUCTION))
+    assert stack.send_frames_until(lambda: any(c.episode_id == 5 for c in stack.commands), 20), \
+        stack.node.output()
 
 
 @pytest.mark.timeout(60)

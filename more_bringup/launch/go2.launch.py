@@ -1,7 +1,7 @@
 """The robot stack: RealSense camera + MoRE policy + low-level controller on a Unitree Go2.
 
     ros2 launch more_bringup go2.launch.py checkpoint:=/path/to/ckpt network_interface:=eth0
-    ros2 topic pub --once --qos-durability transient_local /instruction \\
+    ros2 topic pub --once /instruction \\
         std_msgs/msg/String "{data: 'go to the red ball'}"
 
 Release the Go2's sport mode first (Unitree app) and keep the e-stop at hand. camera_node

@@ -1,7 +1,7 @@
 """MuJoCo Go2 + MoRE policy + low-level controller, the robot replaced at the DDS boundary.
 
     ros2 launch more_bringup sim.launch.py task:=go_to seed:=3 checkpoint:=/path/to/ckpt
-    ros2 topic pub --once --qos-durability transient_local /instruction \\
+    ros2 topic pub --once /instruction \\
         std_msgs/msg/String "{data: 'go to the red ball'}"
 
 Parameters: config/sim.yaml (the same file `more run sim` reads on pip-only machines).

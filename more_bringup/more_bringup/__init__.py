@@ -17,7 +17,7 @@ def package_dir() -> Path:
 
         try:
             return Path(get_package_share_directory(PACKAGE_NAME))
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # not in the index / no AMENT_PREFIX_PATH
             pass
     except ImportError:
         pass

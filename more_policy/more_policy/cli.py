@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "more_policy.rl.cli",
     "more_policy.sim.cli",
     "more_policy.control.cli",
+    "more_policy.nodes.cli",
 )
 
 

@@ -52,6 +52,8 @@ class GaitConfig:
     # Stance sweep speed per commanded m/s before the speed loop's correction: the feet slip
     # and lag a little, so the sweep is faster than the command (1.4 in the MuJoCo sim).
     velocity_scale: float = 1.4
+    lateral_velocity_scale: float = 1.2  # the same sideways (open loop)
+    min_foot_depth: float = 0.14  # m: feet never rise closer than this to the hip plane
     stand_velocity: float = 1e-3  # |v|, |yaw rate| below this count as "stand still"
     stand_fade_s: float = 0.3  # swing height fades in/out over this when starting/stopping
     control_dt: float = 0.02
@@ -106,9 +108,11 @@ class GaitController:
         gov = self.governor.update(
             np.array([slot["x_vel"], slot["y_vel"]]), slot["yaw_vel"],
             np.array([slot["phase"], slot["offset"], slot["bound"]]), duration,
-            np.array([slot["body_height"], slot["pitch"], slot["stance_width"]]), body)
+            np.array([slot["body_height"], slot["pitch"], slot["stance_width"],
+                      slot["footswing_height"]]), body)
         self.governed = gov
-        slot["body_height"], slot["pitch"], slot["stance_width"] = gov.posture
+        (slot["body_height"], slot["pitch"], slot["stance_width"],
+         slot["footswing_height"]) = gov.posture
         moving = max(abs(slot["x_vel"]), abs(slot["y_vel"]), abs(slot["yaw_vel"]),
                      *np.abs(gov.velocity), abs(gov.yaw_rate)) > cfg.stand_velocity
         fade = cfg.control_dt / cfg.stand_fade_s
@@ -121,14 +125,15 @@ class GaitController:
                     self.yaw_correction + cfg.yaw_integral_gain * cfg.control_dt * yaw_error,
                     -cfg.yaw_correction_limit, cfg.yaw_correction_limit))
             yaw_rate += cfg.yaw_rate_feedback * yaw_error + self.yaw_correction
-        if body.velocity_valid and self.stepping >= 1.0:  # integral speed loop
-            self.speed_correction = np.clip(
-                self.speed_correction + cfg.speed_integral_gain * cfg.control_dt
-                * (gov.velocity - body.velocity), -cfg.speed_correction_limit,
+        if body.velocity_valid and self.stepping >= 1.0:  # integral loop on forward speed
+            self.speed_correction[0] = np.clip(
+                self.speed_correction[0] + cfg.speed_integral_gain * cfg.control_dt
+                * (gov.velocity[0] - body.velocity[0]), -cfg.speed_correction_limit,
                 cfg.speed_correction_limit)
         elif not moving:
             self.speed_correction, self.yaw_correction = np.zeros(2), 0.0
-        velocity = gov.velocity * cfg.velocity_scale + self.speed_correction  # (2,) sweep
+        velocity = gov.velocity * [cfg.velocity_scale, cfg.lateral_velocity_scale] \
+            + self.speed_correction  # (2,) stance sweep velocity
         frequency = max(frequency, float(np.linalg.norm(velocity)) * duration / cfg.max_stride)
         if self.stepping > 0.0 or moving:
             self.clock.advance(cfg.control_dt, frequency)
@@ -137,6 +142,7 @@ class GaitController:
         stance_time = duration / frequency
         feet = self.foot_targets(phases, duration, stance_time, velocity, yaw_rate, slot)
         feet = feet @ pitch_matrix(slot["pitch"])  # level frame -> trunk frame (R^T p)
+        feet[:, 2] = np.minimum(feet[:, 2], -cfg.min_foot_depth)  # high swing + deep crouch
         self.feet = feet
         q = inverse_kinematics(feet)
         tau = self.weight_torques(q, phases < duration)

@@ -4,7 +4,9 @@ A policy can emit any command in the action space; not all of it is something a 
 gait generator can do without falling. The governor turns the commanded velocities and gait
 into ones the controller executes, degrading gracefully instead of falling:
 
-* velocity limits: forward speed to ``max_speed``, lateral to ``max_lateral``; and the
+* velocity limits: forward speed to ``max_speed``, lateral to ``max_lateral``, both together
+  to the diamond |vx| / max_speed + |vy| / max_lateral <= 1 (a trot stepping diagonally
+  falls well inside the two separate limits: 0.6 m/s forward with 0.3 m/s sideways); and the
   centripetal acceleration v * w to ``max_lateral_acceleration`` by slowing down (the yaw
   rate, and so the path's curvature, is kept);
 * acceleration limits on the velocities (a step from 0 to 1.5 m/s is ramped);
@@ -19,7 +21,11 @@ into ones the controller executes, degrading gracefully instead of falling:
 * the executed gait parameters slew (on the circle, they are phases) at ``gait_slew_rate``,
   so a policy's jumps between gaits do not teleport the feet; body height, pitch and stance
   width slew at ``max_height_rate``, ``max_pitch_rate``, ``max_width_rate`` (a 0.36 rad pitch
-  step in one tick kicks the trunk round by ~0.2 rad of yaw).
+  step in one tick kicks the trunk round by ~0.2 rad of yaw);
+* a walking envelope: while any velocity is commanded, stance width >= 0.25 m, swing
+  height <= 0.09 m, body height <= 0 (nominal), |pitch| <= 0.2 rad (``GovernorConfig``; outside
+  it a trot falls within seconds in MuJoCo once it turns or steps sideways). Standing, the
+  full posture ranges are executed (crouch, pitch to unload).
 """
 
 from __future__ import annotations
@@ -35,13 +41,13 @@ TROT = np.array([0.5, 0.0, 0.0])  # (phase, offset, bound)
 NOMINAL_FEET_X = np.array([0.19, 0.19, -0.19, -0.19])  # SDK order FR, FL, RR, RL
 FEET_Y_SIGN = np.array([-1.0, 1.0, -1.0, 1.0])
 NO_SUPPORT_DEFICIT = 0.3  # m, scored for an instant with no foot on the ground
-STAND_POSTURE = np.array([0.0, 0.0, 0.25])  # body height, pitch, stance width at reset
+STAND_POSTURE = np.array([0.0, 0.0, 0.25, 0.08])  # height, pitch, width, swing at reset
 
 
 @dataclass
 class GovernorConfig:
     max_speed: float = 1.5  # m/s forward/backward
-    max_lateral: float = 0.5  # m/s
+    max_lateral: float = 0.4  # m/s
     max_yaw_rate: float = 1.05  # rad/s
     max_lateral_acceleration: float = 0.6  # m/s^2, bound on |v| * |yaw rate|
     max_acceleration: float = 1.5  # m/s^2
@@ -55,6 +61,11 @@ class GovernorConfig:
     max_height_rate: float = 0.3  # m/s
     max_pitch_rate: float = 1.2  # rad/s
     max_width_rate: float = 0.3  # m/s
+    # The walking envelope: postures the trot keeps upright while moving (MuJoCo, measured).
+    min_walking_stance_width: float = 0.25  # m: at 0.20 it falls when turning or sidestepping
+    max_walking_swing_height: float = 0.09  # m: at 0.12 it falls when sidestepping
+    max_walking_height: float = 0.0  # m: at +0.05 it falls sidestepping while turning
+    max_walking_pitch: float = 0.2  # rad: 0.4 crouched at speed falls
 
 
 @dataclass
@@ -63,7 +74,7 @@ class GovernedCommand:
     yaw_rate: float
     gait: np.ndarray  # (3,) executed (phase, offset, bound)
     trot_blend: float  # 0 = commanded gait, 1 = trot
-    posture: np.ndarray  # (3,) executed body height [m], pitch [rad], stance width [m]
+    posture: np.ndarray  # (4,) executed body height, pitch, stance width, swing height
 
 
 def support_deficit(gait: np.ndarray, duration: float, stance_width: float,
@@ -120,13 +131,24 @@ class GaitGovernor:
 
     def update(self, velocity: np.ndarray, yaw_rate: float, gait: np.ndarray, duration: float,
                posture: np.ndarray, body: BodyEstimate) -> GovernedCommand:
-        """``posture``: (3,) commanded body height, pitch, stance width."""
+        """``posture``: (4,) commanded body height [m], pitch [rad], stance width [m], swing
+        height [m]."""
         cfg, dt = self.config, self.dt
-        rates = np.array([cfg.max_height_rate, cfg.max_pitch_rate, cfg.max_width_rate]) * dt
-        self.posture += np.clip(np.asarray(posture, dtype=float) - self.posture, -rates, rates)
+        posture = np.array(posture, dtype=float)
+        if max(abs(velocity[0]), abs(velocity[1]), abs(yaw_rate)) > 1e-3:  # walking envelope
+            posture[0] = min(posture[0], cfg.max_walking_height)
+            posture[1] = np.clip(posture[1], -cfg.max_walking_pitch, cfg.max_walking_pitch)
+            posture[2] = max(posture[2], cfg.min_walking_stance_width)
+            posture[3] = min(posture[3], cfg.max_walking_swing_height)
+        rates = np.array([cfg.max_height_rate, cfg.max_pitch_rate, cfg.max_width_rate,
+                          cfg.max_height_rate]) * dt
+        self.posture += np.clip(posture - self.posture, -rates, rates)
         pitch_command, stance_width = self.posture[1], self.posture[2]
         target_v = np.array([np.clip(velocity[0], -cfg.max_speed, cfg.max_speed),
                              np.clip(velocity[1], -cfg.max_lateral, cfg.max_lateral)])
+        load = abs(target_v[0]) / cfg.max_speed + abs(target_v[1]) / cfg.max_lateral
+        if load > 1.0:  # diagonal walking: inside the diamond of the two limits
+            target_v /= load
         target_w = float(np.clip(yaw_rate, -cfg.max_yaw_rate, cfg.max_yaw_rate))
         target_v *= 1.0 - 0.5 * self.tilt_blend
         speed = float(np.linalg.norm(target_v))

@@ -41,7 +41,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tasks="a
                         episodes: int = 20, seed: int = 10_000, image_size: int = 96,
                         max_steps: int = 100, batch_size: int = 8, name: str | None = None,
                         progress: bool = True) -> dict:
-    """Evaluate, then write results.json + success.png (Table I), q_values.png,
+    """Evaluate, then write results.json + table1.md + success.png (Table I), q_values.png,
     expert_usage.png and traces.json into ``out_dir``; returns the results dict."""
     from more_policy.model import MoREPolicy
 
@@ -53,6 +53,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tasks="a
                       progress=progress)
     out = Path(out_dir)
     result.save(out)
+    (out / "table1.md").write_text(result.table() + "\n")
     outcome = {(e.task, e.seed): e.success for e in result.episodes}
     traces = [{"task": t, "seed": s, "success": outcome.get((t, s), False), "q_values": q}
               for (t, s), q in policy.traces.items()]

@@ -24,6 +24,12 @@ SENSOR_QOS = qos_profile_sensor_data
 INSTRUCTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Subscribers listen twice: transient local for latched publishers (late joiners), volatile for
+# a plain `ros2 topic pub`, whose volatile offer a transient-local reader would not match. A
+# message seen by both is the same instruction re-sent, which continues the episode.
+INSTRUCTION_SUBSCRIPTION_QOS = (INSTRUCTION_QOS, QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE))
 # Commands: every one delivered, only the newest matters.
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                          reliability=ReliabilityPolicy.RELIABLE,

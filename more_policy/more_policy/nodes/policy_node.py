@@ -26,7 +26,7 @@ from std_msgs.msg import String
 from more_msgs.msg import Go2Command, PolicyStatus
 from more_policy.nodes.interfaces import (
     COMMAND_QOS,
-    INSTRUCTION_QOS,
+    INSTRUCTION_SUBSCRIPTION_QOS,
     SENSOR_QOS,
     STATUS_QOS,
     ParamSpec,
@@ -53,8 +53,8 @@ PARAMETERS = (
     ParamSpec("seed", 0, "weight seed of a random-* checkpoint"),
     ParamSpec("image_topic", IMAGE_TOPIC, "sensor_msgs/Image camera topic (sensor-data QoS)"),
     ParamSpec("instruction_topic", INSTRUCTION_TOPIC,
-              "std_msgs/String instruction topic (reliable, transient local: publish with "
-              "--qos-durability transient_local)"),
+              "std_msgs/String instruction topic (reliable; a transient-local publisher's "
+              "last instruction reaches a late-starting policy)"),
     ParamSpec("command_topic", COMMAND_TOPIC, "more_msgs/Go2Command output topic"),
     ParamSpec("status_topic", STATUS_TOPIC, "more_msgs/PolicyStatus output topic"),
     ParamSpec("max_rate_hz", 10.0, "upper bound on inferences per second (0 = as fast as frames)"),
@@ -124,8 +124,9 @@ class PolicyNode(Node):
         self.status_pub = self.create_publisher(PolicyStatus, self.params["status_topic"],
                                                 STATUS_QOS)
         self.create_subscription(Image, self.params["image_topic"], self._on_image, SENSOR_QOS)
-        self.create_subscription(String, self.params["instruction_topic"], self._on_instruction,
-                                 INSTRUCTION_QOS)
+        for qos in INSTRUCTION_SUBSCRIPTION_QOS:
+            self.create_subscription(String, self.params["instruction_topic"],
+                                     self._on_instruction, qos)
         self._worker = threading.Thread(target=self._inference_loop, name="more_policy_infer",
                                         daemon=True)
         self._worker.start()

@@ -1,0 +1,106 @@
+"""Analytic gait controller in MuJoCo physics: velocity tracking and falls over the command space.
+
+    python bench/bench_control_tracking.py              # 5 s per case
+    python bench/bench_control_tracking.py --seconds 10
+
+For each named gait (and a few random points of the gait cube) x forward speed x yaw rate:
+the commanded velocities, what the fail-safe governor executes (speed and turning limits,
+gait blended towards trot), the measured body-frame speed and yaw rate (mean over the last
+80 %) and whether the robot fell (trunk below 0.15 m or tilted past 60 degrees, the task
+environment's rule). Targets: no falls; measured within 15 % of the executed command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "more_policy"))
+
+from more_policy.actions import ActionSpace  # noqa: E402
+from more_policy.control.gait import GaitController  # noqa: E402
+from more_policy.sim.physics import Go2Physics  # noqa: E402
+from more_policy.sim.tasks import GAITS  # noqa: E402
+
+SPACE = ActionSpace()
+SPEEDS = (0.0, 0.6, 1.0, 1.5)
+YAW_RATES = (0.0, 1.0)
+
+
+def command(vx: float, yaw: float, gait) -> np.ndarray:
+    c = SPACE.default_command()
+    c[SPACE.index("vel_x")], c[SPACE.index("yaw_rate")] = vx, yaw
+    c[SPACE.index("gait_phase"):SPACE.index("gait_bound") + 1] = gait
+    c[SPACE.index("step_frequency")] = 3.5 if vx > 1.2 else 3.0  # as the scripted expert
+    return c
+
+
+def run_case(cmd: np.ndarray, seconds: float) -> dict:
+    physics, ctrl = Go2Physics(), GaitController()
+    ctrl.reset(physics.state())
+    steps = int(seconds / ctrl.control_dt)
+    substeps = int(round(ctrl.control_dt / physics.physics_dt))
+    rot = np.zeros(9)
+    forward, headings, lowest, upright = [], [], np.inf, 1.0
+    previous = physics.base_pose()[0]
+    for _ in range(steps):
+        physics.apply(ctrl.step(physics.state(), cmd))
+        physics.step(substeps)
+        pos, quat = physics.base_pose()
+        heading, _ = physics.base_yaw_pitch()
+        mujoco.mju_quat2Mat(rot, quat)
+        moved = (pos - previous)[:2] / ctrl.control_dt
+        forward.append(moved[0] * np.cos(heading) + moved[1] * np.sin(heading))
+        headings.append(heading)
+        lowest, upright, previous = min(lowest, pos[2]), min(upright, rot[8]), pos
+    start = steps // 5
+    headings = np.unwrap(headings)
+    gov = ctrl.governed
+    return {"speed": float(np.mean(forward[start:])),
+            "yaw_rate": float((headings[-1] - headings[start])
+                              / ((steps - 1 - start) * ctrl.control_dt)),
+            "fell": bool(lowest < 0.15 or upright < 0.5),
+            "executed_speed": float(gov.velocity[0]), "executed_yaw": float(gov.yaw_rate),
+            "trot_blend": float(gov.trot_blend)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=5.0, help="simulated seconds per case")
+    p.add_argument("--random-gaits", type=int, default=8, help="extra random gait cases")
+    args = p.parse_args()
+    rng = np.random.default_rng(0)
+    cases = [(name, np.array(g), v, w) for name, g in GAITS.items() for v in SPEEDS
+             for w in YAW_RATES]
+    for _ in range(args.random_gaits):
+        g = rng.uniform(0, 1, 3)
+        cases.append(("(" + ",".join(f"{x:.2f}" for x in g) + ")", g,
+                      float(rng.uniform(0, 1.5)), float(rng.uniform(-1, 1))))
+    print(f"{'gait':<17} {'cmd v':>6} {'cmd w':>6} | {'exec v':>6} {'exec w':>6} {'trot':>5} | "
+          f"{'meas v':>6} {'meas w':>6} | fell")
+    start, falls, v_err, w_err = time.perf_counter(), 0, [], []
+    for name, gait, v, w in cases:
+        r = run_case(command(v, w, gait), args.seconds)
+        falls += r["fell"]
+        if not r["fell"]:
+            v_err.append(abs(r["speed"] - r["executed_speed"]) / max(r["executed_speed"], 0.3))
+            w_err.append(abs(r["yaw_rate"] - r["executed_yaw"]) / max(abs(r["executed_yaw"]), 0.3))
+        print(f"{name:<17} {v:6.2f} {w:6.2f} | {r['executed_speed']:6.2f} "
+              f"{r['executed_yaw']:6.2f} {r['trot_blend']:5.2f} | {r['speed']:6.2f} "
+              f"{r['yaw_rate']:6.2f} | {'FELL' if r['fell'] else 'no'}", flush=True)
+    print(f"falls: {falls}/{len(cases)}   (target: 0)")
+    print(f"speed error vs executed: mean {np.mean(v_err):.1%}, max {np.max(v_err):.1%}   "
+          f"(target: <= 15 %)")
+    print(f"yaw-rate error vs executed: mean {np.mean(w_err):.1%}, max {np.max(w_err):.1%}   "
+          f"(target: <= 15 %)")
+    print(f"{len(cases)} cases x {args.seconds:.0f} s in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
