@@ -65,3 +65,32 @@ def test_loop_stats_jitter():
     p50, p99 = stats.period_jitter_ms()
     # periods 20, 21, 19, 20 ms around a 20 ms median: deviations 0, 1, 1, 0 ms
     assert p50 == pytest.approx(0.5) and p99 == pytest.approx(1.0)
+
+
+def test_a_controller_that_raises_latches_damping_and_the_loop_goes_on():
+    class Link:  # the robot side, as the loop sees it: one healthy state, commands recorded
+        def __init__(self):
+            self.sent = []
+
+        def latest_state(self):
+            return RobotState()
+
+        def last_receive_time(self):
+            return 0.0
+
+        def send(self, cmd):
+            self.sent.append(cmd)
+
+    class Failing(GaitController):
+        def step(self, state, command):
+            raise ArithmeticError("leg out of reach")
+
+    errors = []
+    link = Link()
+    loop = ControlLoop(link, Failing(), clock=lambda: 0.0, on_error=errors.append)
+    for _ in range(3):
+        cmd = loop.tick()
+        assert np.all(cmd.kp == 0) and np.all(cmd.kd > 0)  # damped, never the last target
+    assert len(link.sent) == 3 and loop.stats.errors == 1  # the e-stop latched after tick 1
+    assert [type(e) for e in errors] == [ArithmeticError]
+    assert "controller error: ArithmeticError" in loop.monitor.status.detail

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -44,15 +45,20 @@ class LowLevelLink(Protocol):
     def send(self, cmd: MotorCommand) -> None: ...
 
 
+STATS_WINDOW = 30_000  # ticks kept for the jitter figures: 10 min at 50 Hz
+
+
 @dataclass
 class LoopStats:
     ticks: int = 0
-    tick_times: list[float] = field(default_factory=list)  # monotonic start of each tick
-    compute_s: list[float] = field(default_factory=list)  # time spent inside each tick
+    errors: int = 0  # ticks whose controller raised (each one damped the motors)
+    # monotonic start of, and time spent inside, each of the last STATS_WINDOW ticks
+    tick_times: deque[float] = field(default_factory=lambda: deque(maxlen=STATS_WINDOW))
+    compute_s: deque[float] = field(default_factory=lambda: deque(maxlen=STATS_WINDOW))
 
     def period_jitter_ms(self) -> tuple[float, float]:
         """(p50, p99) of |period - nominal| in ms over the recorded ticks."""
-        periods = np.diff(self.tick_times)
+        periods = np.diff(np.asarray(self.tick_times))
         if periods.size == 0:
             return float("nan"), float("nan")
         nominal = np.median(periods)
@@ -64,13 +70,15 @@ class ControlLoop:
     def __init__(self, link: LowLevelLink, controller: LowLevelController,
                  monitor: SafetyMonitor | None = None,
                  stand_up: StandUpSequence | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 on_error: Callable[[Exception], None] | None = None):
         self.link = link
         self.safe = SafeController(controller, monitor)
         self.monitor = self.safe.monitor
         self.stand_up = stand_up
         self.control_dt = controller.control_dt
         self.clock = clock
+        self.on_error = on_error
         self.stats = LoopStats()
         self.last_command: MotorCommand | None = None
         self._lock = threading.Lock()
@@ -88,26 +96,39 @@ class ControlLoop:
 
     # -- one tick ------------------------------------------------------------------------
     def tick(self) -> MotorCommand:
+        """One control step. A controller that raises latches an e-stop and damps the motors:
+        the link keeps re-sending the last command, which must never be a stale target."""
         start = self.clock()
+        error = None
         with self._lock:
-            received = self.link.last_receive_time()
-            if received is not None:
-                self.monitor.state_received(received)
-            state = self.link.latest_state()
-            if received is None:  # nothing heard from the robot yet: damp, latch nothing
+            try:
+                cmd = self._compute(start)
+            except Exception as e:
+                error = e
+                self.stats.errors += 1
+                self.monitor.estop(start, f"controller error: {type(e).__name__}: {e}")
                 cmd = MotorCommand.damping(self.monitor.config.damping_kd)
-            elif self.stand_up is not None and not self.stand_up.done:
-                fault = self.monitor.check(state, start)
-                cmd = (MotorCommand.damping(self.monitor.config.damping_kd) if fault
-                       else self.stand_up.step(state))
-            else:
-                cmd = self.safe.step(state, start)
             self.link.send(cmd)
             self.last_command = cmd
+        if error is not None and self.on_error is not None:
+            self.on_error(error)
         self.stats.ticks += 1
         self.stats.tick_times.append(start)
         self.stats.compute_s.append(self.clock() - start)
         return cmd
+
+    def _compute(self, now: float) -> MotorCommand:
+        received = self.link.last_receive_time()
+        if received is not None:
+            self.monitor.state_received(received)
+        state = self.link.latest_state()
+        if received is None:  # nothing heard from the robot yet: damp, latch nothing
+            return MotorCommand.damping(self.monitor.config.damping_kd)
+        if self.stand_up is not None and not self.stand_up.done:
+            fault = self.monitor.check(state, now)
+            return (MotorCommand.damping(self.monitor.config.damping_kd) if fault
+                    else self.stand_up.step(state))
+        return self.safe.step(state, now)
 
     # -- real-time thread ----------------------------------------------------------------
     def start(self) -> None:

@@ -14,9 +14,6 @@ diagnostic_msgs/DiagnosticArray at ``diagnostics_rate_hz``.
 
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -26,7 +23,7 @@ from std_msgs.msg import Bool
 
 from more_msgs.msg import Go2Command
 from more_policy.actions import ActionSpace, ActionSpaceError
-from more_policy.control.loop import ControlLoop, sleep_until
+from more_policy.control.loop import ControlLoop
 from more_policy.control.safety import SafetyConfig, SafetyMonitor
 from more_policy.control.stand import StandUpConfig, StandUpSequence
 from more_policy.nodes.interfaces import COMMAND_QOS, STATUS_QOS, ParamSpec, declare_parameters
@@ -105,11 +102,9 @@ class ControllerNode(Node):
             stream_hz=p["lowcmd_stream_hz"] or 500.0))
         if p["lowcmd_stream_hz"] > 0:
             self.client.start_streaming()
-        self.loop = ControlLoop(self.client, controller, monitor, standup)
-        self.tick_errors = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run_loop, name="more_control", daemon=True)
-        self._thread.start()
+        self.loop = ControlLoop(self.client, controller, monitor, standup,
+                                on_error=self._on_tick_error)
+        self.loop.start()
 
         self._max_state_age = 0.0  # since the last diagnostics message [s]
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], STATUS_QOS)
@@ -122,23 +117,9 @@ class ControllerNode(Node):
             f"{p['controller']} controller at {p['control_rate_hz']:g} Hz on DDS domain "
             f"{p['dds_domain_id']} ({p['network_interface'] or 'auto'})")
 
-    def _run_loop(self) -> None:
-        """ControlLoop.tick at the control rate; a controller exception latches damping."""
-        next_time = time.perf_counter()
-        while not self._stop.is_set():
-            try:
-                self.loop.tick()
-            except Exception as e:  # never leave the motors on a stale target
-                self.tick_errors += 1
-                self.loop.estop(f"controller error: {type(e).__name__}: {e}")
-                self.client.send(MotorCommand.damping(self.loop.monitor.config.damping_kd))
-                self.get_logger().error(f"control tick failed, motors damped: {e}",
-                                        throttle_duration_sec=1.0)
-            next_time += self.control_dt
-            if next_time < time.perf_counter():  # overran: restart the grid, no burst
-                next_time = time.perf_counter()
-                continue
-            sleep_until(next_time)
+    def _on_tick_error(self, error: Exception) -> None:
+        self.get_logger().error(f"control tick failed, motors damped: {error}",
+                                throttle_duration_sec=1.0)
 
     # -- inputs ------------------------------------------------------------------------------
     def _on_command(self, msg: Go2Command) -> None:
@@ -194,7 +175,7 @@ class ControllerNode(Node):
             "lowstate_max_age_ms": f"{1e3 * self._max_state_age:.1f}",
             "lowstate_received": str(stats.received), "lowstate_bad_crc": str(stats.bad_crc),
             "lowcmd_sent": str(stats.sent), "control_ticks": str(self.loop.stats.ticks),
-            "tick_errors": str(self.tick_errors),
+            "tick_errors": str(self.loop.stats.errors),
         }
         values.update({f"active_{n}": f"{v:.4f}" for n, v in zip(self.space.names, active)})
         self._max_state_age = 0.0
@@ -213,8 +194,7 @@ class ControllerNode(Node):
         self.diag_pub.publish(array)
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
+        self.loop.stop()
         # Leave the motors damped, never on the last walking target.
         self.client.send(MotorCommand.damping(self.loop.monitor.config.damping_kd))
         self.client.close()
