@@ -131,6 +131,7 @@ class Go2SimNode(Node):
                             self.get_logger().warning(f"ignoring LowCmd: {e}",
                                                       throttle_duration_sec=1.0)
                     physics.step(1)
+                    self.env.update_ball_holder()  # Unload: release the ball when pitched
                     state = physics.state()
                 self.endpoint.publish(state)
             with self._lock:
