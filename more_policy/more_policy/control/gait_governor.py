@@ -59,7 +59,7 @@ class GovernorConfig:
     recovery_s: float = 3.0  # s for the commanded gait to return after a tilt fallback
     gait_slew_rate: float = 2.0  # gait parameter units per s
     max_height_rate: float = 0.3  # m/s
-    max_pitch_rate: float = 1.2  # rad/s
+    max_pitch_rate: float = 3.0  # rad/s (command mode: 0.36 rad through a 0.15 s lag)
     max_width_rate: float = 0.3  # m/s
     # The walking envelope: postures the trot keeps upright while moving (MuJoCo, measured).
     min_walking_stance_width: float = 0.25  # m: at 0.20 it falls when turning or sidestepping

@@ -24,6 +24,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from more_msgs.msg import Go2Command, PolicyStatus
+from more_policy.model.checkpoint import QUANTIZATION_NAMES, load_model
 from more_policy.nodes.interfaces import (
     COMMAND_QOS,
     INSTRUCTION_SUBSCRIPTION_QOS,
@@ -41,8 +42,6 @@ from more_policy.nodes.messages import (
     image_to_rgb,
     stamp_to_ns,
 )
-
-RANDOM_CHECKPOINT_PREFIX = "random-"  # 'random-tiny' / 'random-small': untrained, for tests
 
 PARAMETERS = (
     ParamSpec("checkpoint", "random-tiny",
@@ -64,24 +63,6 @@ PARAMETERS = (
     ParamSpec("prompt_template", "",
               "prompt with an {instruction} slot; empty keeps the checkpoint's template"),
 )
-QUANTIZATIONS = ("none", "int8", "nf4")
-
-
-def load_policy(checkpoint: str, quantization: str = "none", device: str = "cpu", seed: int = 0):
-    """A MoREPolicy from a checkpoint directory or 'random-<size>' (an untrained model)."""
-    from more_policy.actions import ActionSpace
-    from more_policy.model.config import MoREConfig
-    from more_policy.model.policy import MoREPolicy
-
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
-    quantization = None if quantization == "none" else quantization
-    if checkpoint.startswith(RANDOM_CHECKPOINT_PREFIX):
-        size = checkpoint[len(RANDOM_CHECKPOINT_PREFIX):]
-        return MoREPolicy.from_config(MoREConfig(backbone=size), ActionSpace(), seed=seed,
-                                      device=device, quantization=quantization)
-    return MoREPolicy.from_pretrained(checkpoint, quantization=quantization, device=device)
-
 
 @dataclass
 class _Frame:
@@ -96,13 +77,13 @@ class PolicyNode(Node):
     def __init__(self, policy=None, **node_kwargs) -> None:
         super().__init__("policy_node", **node_kwargs)
         self.params = declare_parameters(self, PARAMETERS)
-        if self.params["quantization"] not in QUANTIZATIONS:
-            raise ValueError(f"parameter quantization must be one of {QUANTIZATIONS}, got "
+        if self.params["quantization"] not in QUANTIZATION_NAMES:
+            raise ValueError(f"parameter quantization must be one of {QUANTIZATION_NAMES}, got "
                              f"{self.params['quantization']!r}")
         if policy is None:
             self.get_logger().info(f"loading policy {self.params['checkpoint']!r} "
                                    f"({self.params['quantization']}, {self.params['device']})")
-            policy = load_policy(self.params["checkpoint"], self.params["quantization"],
+            policy = load_model(self.params["checkpoint"], self.params["quantization"],
                                  self.params["device"], self.params["seed"])
         self.policy = policy
         if self.params["prompt_template"]:

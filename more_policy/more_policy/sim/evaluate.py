@@ -71,17 +71,19 @@ class RandomPolicy:
 
 
 class CheckpointPolicy:
-    """A trained MoRE checkpoint: images + instructions in, (B, 12) SI commands out."""
+    """A MoRE model (a checkpoint directory, or random-<size> for an untrained one): images +
+    instructions in, (B, 12) SI commands out."""
 
     needs_images = True
 
-    def __init__(self, directory: str | Path, quantization: str | None = None):
-        from more_policy.model import MoREPolicy
+    def __init__(self, spec: str | Path, quantization: str | None = None, seed: int = 0):
+        from more_policy.model.checkpoint import RANDOM_CHECKPOINT_PREFIX, load_model
 
-        if not Path(directory).is_dir():
-            raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
-        self.name = Path(directory).name
-        self.model = MoREPolicy.from_pretrained(directory, quantization=quantization)
+        spec = str(spec)
+        if not spec.startswith(RANDOM_CHECKPOINT_PREFIX) and not Path(spec).is_dir():
+            raise FileNotFoundError(f"checkpoint directory {spec} does not exist")
+        self.name = Path(spec).name
+        self.model = load_model(spec, quantization, seed=seed)
         self.model.eval()
 
     def reset(self, slot: int, env: Go2TaskEnv, seed: int) -> None:
@@ -93,7 +95,7 @@ class CheckpointPolicy:
 
 
 def load_policy(spec: str, quantization: str | None = None):
-    """'expert', 'random' or a checkpoint directory."""
+    """'expert', 'random', a checkpoint directory or random-<size> (an untrained MoRE)."""
     if spec == "expert":
         return ExpertPolicy()
     if spec == "random":
