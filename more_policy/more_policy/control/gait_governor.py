@@ -66,6 +66,7 @@ class GovernorConfig:
     max_walking_swing_height: float = 0.09  # m: at 0.12 it falls when sidestepping
     max_walking_height: float = 0.0  # m: at +0.05 it falls sidestepping while turning
     max_walking_pitch: float = 0.2  # rad: 0.4 crouched at speed falls
+    max_walking_pitch_rate: float = 1.0  # rad/s
 
 
 @dataclass
@@ -135,12 +136,14 @@ class GaitGovernor:
         height [m]."""
         cfg, dt = self.config, self.dt
         posture = np.array(posture, dtype=float)
+        pitch_rate = cfg.max_pitch_rate
         if max(abs(velocity[0]), abs(velocity[1]), abs(yaw_rate)) > 1e-3:  # walking envelope
+            pitch_rate = cfg.max_walking_pitch_rate
             posture[0] = min(posture[0], cfg.max_walking_height)
             posture[1] = np.clip(posture[1], -cfg.max_walking_pitch, cfg.max_walking_pitch)
             posture[2] = max(posture[2], cfg.min_walking_stance_width)
             posture[3] = min(posture[3], cfg.max_walking_swing_height)
-        rates = np.array([cfg.max_height_rate, cfg.max_pitch_rate, cfg.max_width_rate,
+        rates = np.array([cfg.max_height_rate, pitch_rate, cfg.max_width_rate,
                           cfg.max_height_rate]) * dt
         self.posture += np.clip(posture - self.posture, -rates, rates)
         pitch_command, stance_width = self.posture[1], self.posture[2]
