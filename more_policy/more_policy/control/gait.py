@@ -3,18 +3,31 @@
 Same command interface as the walk-these-ways runner (the 12-d MoRE command, read through its
 15-slot walk-these-ways vector) and the same foot timing (:class:`GaitClock`). Each tick:
 
-1. every foot's phase from the gait index and (phase, offset, bound); stance for the first
-   ``duration`` of the cycle, swing for the rest;
-2. foot targets in a level frame under each hip: lateral from the stance width, height from
-   nominal height + body height; in stance a foot sweeps backwards at the hip's commanded
-   velocity (body velocity plus yaw rate x hip position); in swing it moves to the Raibert
+1. estimate the body state (:mod:`body_estimate`): roll/pitch from the IMU, forward velocity
+   from the legs in sensed ground contact;
+2. the fail-safe governor (:mod:`gait_governor`) turns the command into one the controller
+   keeps upright: velocity, acceleration and turning limits, gaits without support under
+   the trunk (pace, bound, pronk, ...) blended towards a trot, a tilt fallback, slewed gait
+   and posture, a walking posture envelope. Every limit is in ``GovernorConfig``;
+3. every foot's phase from the gait index and the executed (phase, offset, bound); stance for
+   the first ``duration`` of the cycle, swing for the rest;
+4. foot targets in a level frame under each hip: lateral from the stance width, height from
+   nominal height + body height; in stance a foot sweeps backwards at the hip's velocity over
+   the ground (body velocity plus yaw rate x hip position); in swing it moves to the Raibert
    landing point (half the stance sweep ahead of the hip) along a raised cosine of the swing
-   height; the yaw rate is corrected by the gyro's measured yaw rate;
-3. the level-frame targets rotated by the commanded pitch into the trunk frame;
-4. leg inverse kinematics -> joint targets, PD gains, and a feed-forward torque J^T f carrying
-   the robot's weight on the stance feet.
+   height. The sweep is closed loop: forward speed by an integral term on the leg-odometry
+   estimate (open loop, scaled by ``velocity_scale``, when the state has no foot forces), yaw
+   rate by PI on the gyro; the step frequency rises when a stride would exceed
+   ``max_stride``;
+5. the level-frame targets rotated by the commanded pitch into the trunk frame;
+6. leg inverse kinematics -> joint targets, PD gains (damping falls from ``kd`` at rest to
+   ``kd_top_speed``), and a feed-forward torque J^T f carrying the weight on the stance feet.
 
 When the commanded velocities stay at zero the swing height fades out and the robot stands.
+
+Measured in the MuJoCo sim (bench/bench_control_tracking.py, tests/test_control_gait.py): no
+falls at any gait corner x 1.5 m/s x yaw 0 / 1 rad/s or any corner of the command space; one
+fall in 50 ten-second episodes of uniformly random commands switched every 0.2 s.
 """
 
 from __future__ import annotations
@@ -44,7 +57,9 @@ class GaitConfig:
     foot_x_offset: float = 0.0  # nominal foot x relative to its hip [m]
     # Stiff joints: the gait is kinematic, foot placement is only as good as the tracking.
     kp: float = 100.0
-    kd: float = 2.0
+    kd: float = 5.0  # at rest and slow: 2.0 bounced into falls under fast-changing commands
+    kd_top_speed: float = 2.0  # at top_speed (4.0 holds a 1.5 m/s trot to ~0.9 m/s)
+    top_speed: float = 1.5  # m/s; kd is interpolated linearly in between
     weight_feedforward: float = 1.0  # fraction of the weight carried by feed-forward torque
     yaw_rate_feedback: float = 0.5  # adds gain * (commanded - measured) yaw rate
     yaw_integral_gain: float = 1.0  # 1/s: and the integral of that error, times this gain
@@ -63,6 +78,10 @@ class GaitConfig:
     # Longest stance sweep [m]: faster sweeps raise the step frequency above the command
     # (a 1.5 m/s trot at 3.5 Hz would otherwise reach the edge of the legs' workspace).
     max_stride: float = 0.25
+    # Pitch trim: a slow integral on the IMU pitch error (at speed the trunk rides nose-up
+    # ~0.05 rad, enough to touch the crawl bar).
+    pitch_integral_gain: float = 1.0  # 1/s
+    pitch_trim_limit: float = 0.1  # rad
 
 
 def pitch_matrix(pitch: float) -> np.ndarray:
@@ -87,8 +106,10 @@ class GaitController:
         self.stepping = 0.0  # 0 = standing, 1 = full swing height
         self.feet = forward_kinematics(np.zeros(NUM_MOTORS))  # (4, 3) last targets
         self.contact = np.ones(4)  # (4,) planned stance (1) / swing (0), SDK foot order
-        self.speed_correction = np.zeros(2)  # (2,) m/s added to the stance sweep
+        # (2,) m/s added to the stance sweep; forward only (a sideways loop tipped diagonal walks)
+        self.speed_correction = np.zeros(2)
         self.yaw_correction = 0.0  # rad/s added to the sweep's yaw rate
+        self.pitch_trim = 0.0  # rad added to the commanded pitch
         self.governed: GovernedCommand | None = None  # what the last tick executed
 
     def reset(self, state: RobotState) -> None:
@@ -98,6 +119,7 @@ class GaitController:
         self.stepping = 0.0
         self.contact = np.ones(4)
         self.speed_correction, self.yaw_correction = np.zeros(2), 0.0
+        self.pitch_trim = 0.0
 
     def step(self, state: RobotState, command: np.ndarray) -> MotorCommand:
         cfg = self.config
@@ -113,6 +135,11 @@ class GaitController:
         self.governed = gov
         (slot["body_height"], slot["pitch"], slot["stance_width"],
          slot["footswing_height"]) = gov.posture
+        if np.all(np.isfinite(state.quat)):
+            self.pitch_trim = float(np.clip(
+                self.pitch_trim + cfg.pitch_integral_gain * cfg.control_dt
+                * (slot["pitch"] - body.pitch), -cfg.pitch_trim_limit, cfg.pitch_trim_limit))
+        slot["pitch"] += self.pitch_trim
         moving = max(abs(slot["x_vel"]), abs(slot["y_vel"]), abs(slot["yaw_vel"]),
                      *np.abs(gov.velocity), abs(gov.yaw_rate)) > cfg.stand_velocity
         fade = cfg.control_dt / cfg.stand_fade_s
@@ -146,7 +173,9 @@ class GaitController:
         self.feet = feet
         q = inverse_kinematics(feet)
         tau = self.weight_torques(q, phases < duration)
-        return MotorCommand(q=q, kp=np.full(NUM_MOTORS, cfg.kp), kd=np.full(NUM_MOTORS, cfg.kd),
+        kd = np.interp(float(np.linalg.norm(gov.velocity)), [0.0, cfg.top_speed],
+                       [cfg.kd, cfg.kd_top_speed])
+        return MotorCommand(q=q, kp=np.full(NUM_MOTORS, cfg.kp), kd=np.full(NUM_MOTORS, kd),
                             tau=tau)
 
     def foot_targets(self, phases: np.ndarray, duration: float, stance_time: float,
