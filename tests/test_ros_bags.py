@@ -169,8 +169,11 @@ def test_stack_recording_replays_exactly_offline_and_over_dds(policy, tmp_path):
             instructions.publish(String(data=INSTRUCTION))
             time.sleep(0.5)
             for k, rgb in enumerate(rgbs):  # lockstep: each frame gets its own command
-                images.publish(rgb_to_image(rgb, probe.node.get_clock().now().to_msg()))
-                assert probe.wait_for(lambda k=k: len(commands) > k, 10), node.output()
+                for _ in range(4):  # best-effort frames may drop on a loaded machine: resend
+                    images.publish(rgb_to_image(rgb, probe.node.get_clock().now().to_msg()))
+                    if probe.wait_for(lambda k=k: len(commands) > k, 3):
+                        break
+                assert len(commands) > k, node.output()
                 time.sleep(0.2)
             time.sleep(0.5)
             probe._executor.remove_node(recorder)
@@ -178,7 +181,8 @@ def test_stack_recording_replays_exactly_offline_and_over_dds(policy, tmp_path):
             recorder = None
             recorded = read_bag(tmp_path / "recorded")
             n_commands = sum(m.topic == COMMAND_TOPIC for m in recorded)
-            assert n_commands == len(rgbs), node.output()
+            n_images = sum(m.topic == IMAGE_TOPIC for m in recorded)
+            assert n_commands >= len(rgbs), node.output()
 
             report = eval_bag(tmp_path / "recorded", policy, tmp_path / "eval")
             assert report["samples"] == n_commands
@@ -191,7 +195,7 @@ def test_stack_recording_replays_exactly_offline_and_over_dds(policy, tmp_path):
             probe = None
             counts = replay_bag(tmp_path / "recorded", record=tmp_path / "answers",
                                 discovery_s=1.5, settle_s=1.5)
-            assert counts[IMAGE_TOPIC] == len(rgbs) and counts[INSTRUCTION_TOPIC] == 1
+            assert counts[IMAGE_TOPIC] == n_images and counts[INSTRUCTION_TOPIC] == 1
             answers = read_bag(tmp_path / "answers")
             commands = [m.msg for m in answers if m.topic == COMMAND_TOPIC]
             assert len(commands) >= len(rgbs) // 2, node.output()  # recorded timing, any load

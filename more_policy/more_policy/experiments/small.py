@@ -1,12 +1,15 @@
 """Named experiment presets: the CPU-sized 'small' MoRE and the test-sized 'smoke' run.
 
-Why the 'tiny' random Fuyu (hidden 64, 2 layers) for the 'small' run: the backbone is random
-and frozen, so it only learns through the adapters, and on one CPU thread (measured with
-bench/bench_e2e.py) a batch-32 offline-RL step takes ~0.4 s for 'tiny' at 96 px, ~1.6 s for a
-hidden-256 4-layer Fuyu (batch 16) and ~10 s for the ~60 M 'small' config: in an hour that is
-~8000 vs ~2000 vs ~300 updates. With rank 32 on a hidden-64 model the LoRA deltas are full rank,
-so the adapters can reshape the whole network. The MoE layout stays the paper's: 8 experts,
-top-2, rank 32, on every decoder FFN, plus the attention LoRA.
+Why the 'tiny' random Fuyu (hidden 64, 2 layers, patch 16) for the 'small' run: the backbone
+is random and frozen, so it only learns through the adapters, and on one CPU thread an
+offline-RL step (target forward over s and s', online forward + backward, AdamW, EMA) measured
+(bench/bench_e2e.py; 2-core machine shared with other jobs):
+  tiny   @ 96 px, batch 32: 0.38 s/step idle, 0.62 s/step averaged over the real 44-min run
+  hidden-256 4-layer Fuyu (not a preset) @ 96 px, batch 16: 1.6 s/step
+  'small' (~60 M backbone, 18 M trainable) @ 60-90 px, batch 16: 10-12 s/step
+i.e. ~4000-6000 vs ~2000 vs ~300 updates per hour. With rank 32 on a hidden-64 model the LoRA
+deltas are full rank, so the adapters can reshape the whole network. The MoE layout stays the
+paper's: 8 experts, top-2, rank 32, on every decoder FFN, plus the attention LoRA.
 """
 
 from __future__ import annotations
