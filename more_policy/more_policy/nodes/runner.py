@@ -167,6 +167,12 @@ def spin_nodes(nodes: list, duration_s: float | None = None) -> None:
         pass
     finally:
         executor.shutdown()
+        # rclpy 7.1's Executor.shutdown() does not wait for callbacks already handed to the
+        # thread pool; let them finish before their nodes go (else each one dies on a destroyed
+        # handle and rclpy prints "exception was never retrieved" at exit).
+        pool = getattr(executor, "_executor", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
         for node in reversed(nodes):
             node.destroy_node()
         if rclpy.ok():
