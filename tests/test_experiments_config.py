@@ -68,26 +68,3 @@ def test_config_round_trips_and_rejects_bad_values(tmp_path):
         ExperimentConfig.from_dict({"nme": "x"})
     with pytest.raises(ValueError, match="unknown experiment preset"):
         preset("huge")
-
-
-def test_deadline_hook_stops_training_and_the_last_checkpoint_becomes_final(tmp_path):
-    import time
-
-    from more_policy.experiments.reproduce import (
-        TrainingDeadline,
-        deadline_hook,
-        finalize_from_checkpoint,
-    )
-
-    assert deadline_hook(time.time() + 3600)(25, None) is None
-    with pytest.raises(TrainingDeadline, match="step 50"):
-        deadline_hook(time.time() - 1)(50, None)
-    run = tmp_path / "train"
-    with pytest.raises(RuntimeError, match="before any checkpoint"):
-        finalize_from_checkpoint(run)
-    for step in (6, 12):
-        policy = run / "checkpoints" / f"step_{step:07d}" / "policy"
-        policy.mkdir(parents=True)
-        (policy / "more_config.json").write_text(str(step))
-    assert finalize_from_checkpoint(run) == 12
-    assert (run / "final" / "more_config.json").read_text() == "12"

@@ -73,6 +73,18 @@ def test_tiny_model_trains_end_to_end_from_a_converted_dataset(dataset, tmp_path
     assert (run / "checkpoints" / "step_0000016" / "policy").is_dir()
 
 
+def test_time_budget_stops_early_with_a_checkpoint_and_final(dataset, tmp_path):
+    run = train(config(dataset, tmp_path / "run", max_steps=100_000, save_every=100_000,
+                       max_seconds=1.0))
+    steps = len(losses(run))
+    assert 0 < steps < 100_000  # stopped by the budget, not the step count
+    step_dirs = sorted((run / "checkpoints").glob("step_*"))
+    assert [d.name for d in step_dirs] == [f"step_{steps:07d}"]  # saved where it stopped
+    from more_policy.model import MoREPolicy
+
+    MoREPolicy.from_pretrained(run / "final")
+
+
 def test_killed_run_resumes_exactly(dataset, tmp_path):
     steps = 7
     reference = train(config(dataset, tmp_path / "ref", max_steps=steps, save_every=2))

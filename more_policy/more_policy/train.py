@@ -33,7 +33,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -44,6 +44,9 @@ from more_policy.train_backends import (
     check_parallelism,
     configure_deepspeed,
 )
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 CHECKPOINTS = "checkpoints"
 TRAIN_CONFIG_FILE = "train_config.json"
@@ -58,6 +61,7 @@ class TrainConfig:
     batch_size: int = 16              # per process (paper: 16 per GPU)
     grad_accum: int = 1
     max_steps: int = 1000
+    max_seconds: float = 0.0          # 0: none; else stop (checkpoint + final/) after this long
     lr: float = 2e-5                  # QUART scripts: 2e-5, cosine, 3 % warmup
     min_lr_ratio: float = 0.1
     warmup_ratio: float = 0.03
@@ -275,6 +279,16 @@ def evaluate(objective: Objective, unwrapped: nn.Module, stream, cfg: TrainConfi
 EvalHook = Callable[[int, nn.Module], dict[str, float] | None]
 
 
+def out_of_time(cfg: TrainConfig, started: float, accelerator: Accelerator) -> bool:
+    """Whether ``cfg.max_seconds`` of training have passed; every process agrees (a rank that
+    stopped alone would hang the others in the next all-reduce)."""
+    if cfg.max_seconds <= 0:
+        return False
+    late = torch.tensor(float(time.perf_counter() - started > cfg.max_seconds),
+                        device=accelerator.device)
+    return bool(accelerator.reduce(late, "max") > 0)
+
+
 def train(cfg: TrainConfig, model: nn.Module | None = None,
           eval_hook: EvalHook | None = None) -> Path:
     """Run (or resume) training; returns the output directory. ``model`` overrides the MoRE
@@ -349,7 +363,8 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
         objective.after_optimizer_step(unwrapped)
         step += 1
         bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
+        last = step == cfg.max_steps or out_of_time(cfg, started, accelerator)
+        if step % cfg.log_every == 0 or last:
             names = sorted(metrics)
             values = accelerator.reduce(torch.stack([metrics[n].float().to(accelerator.device)
                                                      for n in names]), "mean")
@@ -360,7 +375,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
             logged["steps_per_s"] = step / max(time.perf_counter() - started, 1e-9)
             logger.log(step, logged)
             bar.set_postfix(loss=f"{logged['loss']:.4f}")
-        if cfg.save_every and (step % cfg.save_every == 0 or step == cfg.max_steps):
+        if cfg.save_every and (step % cfg.save_every == 0 or last):
             save_checkpoint(accelerator, out_dir, step, unwrapped, optimizer, scheduler,
                             objective, stream, cfg.keep_checkpoints, engine)
         if cfg.eval_every and step % cfg.eval_every == 0:
@@ -370,6 +385,9 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
                 results.update(eval_hook(step, unwrapped) or {})
             if results and accelerator.is_main_process:
                 logger.log(step, results)
+        if last and step < cfg.max_steps:
+            accelerator.print(f"time budget of {cfg.max_seconds:g} s used up at step {step}")
+            break
     bar.close()
     logger.close()
     if accelerator.is_main_process and hasattr(unwrapped, "policy"):

@@ -30,30 +30,6 @@ from more_policy.experiments.data import build_datasets
 from more_policy.experiments.evaluation import _pyplot, evaluate_checkpoint
 
 TIMING_STEPS = 3
-DEADLINE_CHECK_EVERY = 25  # steps between wall-clock checks of a run with finish_by
-
-
-class TrainingDeadline(Exception):
-    """Raised from the trainer's hook when a run's training time is up."""
-
-
-def deadline_hook(deadline: float):
-    """A train() eval_hook that stops training once time.time() passes ``deadline``: the
-    planned step count is an estimate, and other processes may slow the CPU down later."""
-    def hook(step: int, model) -> None:
-        if time.time() > deadline:
-            raise TrainingDeadline(f"training time up at step {step}")
-    return hook
-
-
-def finalize_from_checkpoint(run_dir: Path) -> int:
-    """After a deadline stop: the latest saved checkpoint's policy becomes ``final``."""
-    saved = sorted((run_dir / "checkpoints").glob("step_*"))
-    if not saved:
-        raise RuntimeError(f"{run_dir}: training stopped before any checkpoint was saved")
-    shutil.rmtree(run_dir / "final", ignore_errors=True)
-    shutil.copytree(saved[-1] / "policy", run_dir / "final")
-    return int(saved[-1].name.split("_")[1])
 
 
 def train_config(cfg: ExperimentConfig, data_dir: str | Path, run_dir: Path, steps: int):
@@ -131,16 +107,13 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, data_root: str
     run_dir = out / "train"
     torch.manual_seed(cfg.seed)
     tcfg = train_config(cfg, data_dir, run_dir, plan["steps"])
-    hook = None
-    if finish_by is not None:
-        tcfg.eval_every, hook = DEADLINE_CHECK_EVERY, deadline_hook(finish_by - eval_reserve_s)
-    stopped_at = None
-    try:
-        train(tcfg, eval_hook=hook)
-    except TrainingDeadline:
-        stopped_at = finalize_from_checkpoint(run_dir)
+    if finish_by is not None:  # the step plan is an estimate; the CPU may slow down later
+        tcfg.max_seconds = max(1.0, finish_by - eval_reserve_s - time.time())
+    train(tcfg)
     train_s = time.perf_counter() - started - data_s
     curves = read_metrics(run_dir / "metrics.csv")
+    last_step = max(step for step, _ in curves["loss"])
+    stopped_at = last_step if last_step < plan["steps"] else None
     plot_losses(curves, out / "loss.png", cfg.name)
     results = evaluate_checkpoint(run_dir / "final", out / "eval", tasks=cfg.eval_tasks,
                                   episodes=cfg.eval_episodes, seed=cfg.eval_seed,
