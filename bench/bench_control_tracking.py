@@ -34,8 +34,7 @@ YAW_RATES = (0.0, 1.0)
 
 
 def command(vx: float, yaw: float, gait) -> np.ndarray:
-    c = SPACE.default_command()
-    c[SPACE.index("vel_x")], c[SPACE.index("yaw_rate")] = vx, yaw
+    c = SPACE.default_command(vel_x=vx, yaw_rate=yaw)
     c[SPACE.index("gait_phase"):SPACE.index("gait_bound") + 1] = gait
     c[SPACE.index("step_frequency")] = 3.5 if vx > 1.2 else 3.0  # as the scripted expert
     return c

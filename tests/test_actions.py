@@ -82,6 +82,15 @@ def test_bad_shapes_bins_and_token_ids_raise():
         SPACE.token_ids_to_bins(np.full(12, 5), token_offset=10)
 
 
+def test_default_command_with_named_overrides():
+    cmd = SPACE.default_command(vel_x=0.5, body_height=-0.08)
+    assert cmd[0] == 0.5 and cmd[SPACE.index("body_height")] == -0.08
+    rest = [i for i in range(12) if i not in (0, SPACE.index("body_height"))]
+    np.testing.assert_array_equal(cmd[rest], SPACE.default_command()[rest])
+    with pytest.raises(ActionSpaceError, match="unknown dimension 'speed'"):
+        SPACE.default_command(speed=1.0)
+
+
 def test_paper_order_and_terminate():
     assert [d.symbol for d in SPACE.dims] == [
         "v_x", "v_y", "w_z", "theta1", "theta2", "theta3", "f", "h_z", "phi", "s_y", "h_z^f",

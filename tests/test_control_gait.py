@@ -21,11 +21,7 @@ SPACE = ActionSpace()
 
 
 def command(vx=0.0, yaw=0.0, **dims):
-    c = SPACE.default_command()
-    c[SPACE.index("vel_x")], c[SPACE.index("yaw_rate")] = vx, yaw
-    for name, value in dims.items():
-        c[SPACE.index(name)] = value
-    return c
+    return SPACE.default_command(vel_x=vx, yaw_rate=yaw, **dims)
 
 
 def test_fk_of_default_pose_matches_go2_geometry():

@@ -15,11 +15,7 @@ pytestmark = pytest.mark.sim
 SPACE = ActionSpace()
 
 
-def command(**values) -> np.ndarray:
-    cmd = SPACE.default_command()
-    for name, value in values.items():
-        cmd[SPACE.index(name)] = value
-    return cmd
+command = SPACE.default_command
 
 
 @pytest.mark.parametrize("task", scenes.TASKS)

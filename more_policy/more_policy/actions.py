@@ -225,9 +225,13 @@ class ActionSpace:
         values[TERMINATE_INDEX] = float(terminate)
         return values
 
-    def default_command(self) -> np.ndarray:
-        """The 12-d command matching the walk-these-ways defaults (stand, trot, no terminate)."""
-        return self.from_wtw_command(self.to_wtw_command(None))
+    def default_command(self, **values: float) -> np.ndarray:
+        """The 12-d command matching the walk-these-ways defaults (stand, trot, no terminate),
+        with the named dimensions set, e.g. ``default_command(vel_x=0.5, yaw_rate=0.2)``."""
+        command = self.from_wtw_command(self.to_wtw_command(None))
+        for name, value in values.items():
+            command[self.index(name)] = value
+        return command
 
     # -- more_msgs/Go2Command ------------------------------------------------------------
     def to_go2_command(self, values: np.ndarray, bins: np.ndarray | None = None,
