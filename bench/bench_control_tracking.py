@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import mujoco
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT / "more_policy"))
 
 from more_policy.actions import ActionSpace  # noqa: E402
 from more_policy.control.gait import GaitController  # noqa: E402
-from more_policy.sim.physics import Go2Physics  # noqa: E402
+from more_policy.control.tracking import track_command  # noqa: E402
 from more_policy.sim.tasks import GAITS  # noqa: E402
 
 SPACE = ActionSpace()
@@ -41,30 +40,10 @@ def command(vx: float, yaw: float, gait) -> np.ndarray:
 
 
 def run_case(cmd: np.ndarray, seconds: float) -> dict:
-    physics, ctrl = Go2Physics(), GaitController()
-    ctrl.reset(physics.state())
-    steps = int(seconds / ctrl.control_dt)
-    substeps = int(round(ctrl.control_dt / physics.physics_dt))
-    rot = np.zeros(9)
-    forward, headings, lowest, upright = [], [], np.inf, 1.0
-    previous = physics.base_pose()[0]
-    for _ in range(steps):
-        physics.apply(ctrl.step(physics.state(), cmd))
-        physics.step(substeps)
-        pos, quat = physics.base_pose()
-        heading, _ = physics.base_yaw_pitch()
-        mujoco.mju_quat2Mat(rot, quat)
-        moved = (pos - previous)[:2] / ctrl.control_dt
-        forward.append(moved[0] * np.cos(heading) + moved[1] * np.sin(heading))
-        headings.append(heading)
-        lowest, upright, previous = min(lowest, pos[2]), min(upright, rot[8]), pos
-    start = steps // 5
-    headings = np.unwrap(headings)
+    ctrl = GaitController()
+    result = track_command(ctrl, cmd, seconds)
     gov = ctrl.governed
-    return {"speed": float(np.mean(forward[start:])),
-            "yaw_rate": float((headings[-1] - headings[start])
-                              / ((steps - 1 - start) * ctrl.control_dt)),
-            "fell": bool(lowest < 0.15 or upright < 0.5),
+    return {"speed": result.speed, "yaw_rate": result.yaw_rate, "fell": result.fell,
             "executed_speed": float(gov.velocity[0]), "executed_yaw": float(gov.yaw_rate),
             "trot_blend": float(gov.trot_blend)}
 

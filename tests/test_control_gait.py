@@ -119,32 +119,13 @@ def run_sim(vx, yaw, body_height, seconds, pitches=None, **dims):
     """Closed loop in MuJoCo physics at 50 Hz; returns body-frame forward speed, yaw rate,
     mean height (all over the last 80 %) and the minimum trunk height; ``pitches`` collects
     the trunk pitch."""
-    from more_policy.sim.physics import Go2Physics
+    from more_policy.control.tracking import track_command
 
-    physics = Go2Physics()
-    ctrl = GaitController()
-    ctrl.reset(physics.state())
-    cmd = command(vx=vx, yaw=yaw, body_height=body_height, **dims)
-    steps = int(seconds / ctrl.control_dt)
-    substeps = int(round(ctrl.control_dt / physics.physics_dt))
-    forward, yaws, heights = [], [], []
-    previous = physics.base_pose()[0]
-    for _ in range(steps):
-        physics.apply(ctrl.step(physics.state(), cmd))
-        physics.step(substeps)
-        pos, _ = physics.base_pose()
-        heading, pitch = physics.base_yaw_pitch()
-        if pitches is not None:
-            pitches.append(pitch)
-        moved = (pos - previous)[:2] / ctrl.control_dt
-        forward.append(moved[0] * np.cos(heading) + moved[1] * np.sin(heading))
-        yaws.append(heading)
-        heights.append(pos[2])
-        previous = pos
-    start = steps // 5
-    yaws = np.unwrap(yaws)
-    yaw_rate = (yaws[-1] - yaws[start]) / ((steps - 1 - start) * ctrl.control_dt)
-    return np.mean(forward[start:]), yaw_rate, np.mean(heights[start:]), np.min(heights)
+    result = track_command(GaitController(), command(vx=vx, yaw=yaw, body_height=body_height,
+                                                     **dims), seconds)
+    if pitches is not None:
+        pitches.extend(result.pitches)
+    return result.speed, result.yaw_rate, result.mean_height, result.min_height
 
 
 @pytest.mark.sim
