@@ -83,7 +83,9 @@ def test_forward_shapes_and_q_values(trained, bins):
     out = trained(trained.prepare(images(), INSTRUCTIONS, bins))
     vocab = trained.token_offset + 256
     assert out.action_logits.shape == (3, 12, 256) and out.vocab_logits.shape == (3, 12, vocab)
-    torch.testing.assert_close(out.action_logits, out.vocab_logits[..., trained.token_offset:])
+    dim_bias = trained.model.get_output_embeddings().dim_bias  # (12, 256), one row per dim
+    torch.testing.assert_close(out.action_logits,
+                               out.vocab_logits[..., trained.token_offset:] + dim_bias)
     assert torch.all((out.q_values > 0) & (out.q_values < 1))
     assert out.balance_loss.ndim == 0 and out.balance_loss.item() >= 1.0 - 1e-5
     fractions = out.router_stats["top1_fraction"]
@@ -235,14 +237,18 @@ def test_act_equals_transformers_generate_restricted_to_action_tokens(trained):
     from transformers import LogitsProcessor, LogitsProcessorList
 
     offset = trained.token_offset
+    inputs = trained.prepare(images(1), INSTRUCTIONS[:1])
+    prompt_length = inputs["input_ids"].shape[1]
+    dim_bias = trained.model.get_output_embeddings().dim_bias.detach()  # (12, 256)
+    assert dim_bias.abs().sum() > 0  # the fixture's bias is not the zero init
 
-    class ActionTokensOnly(LogitsProcessor):
+    class ActionTokensOnly(LogitsProcessor):  # act(): action tokens + that dimension's bias
         def __call__(self, input_ids, scores):
             masked = torch.full_like(scores, float("-inf"))
-            masked[:, offset:offset + 256] = scores[:, offset:offset + 256]
+            dim = input_ids.shape[1] - prompt_length
+            masked[:, offset:offset + 256] = scores[:, offset:offset + 256] + dim_bias[dim]
             return masked
 
-    inputs = trained.prepare(images(1), INSTRUCTIONS[:1])
     with torch.no_grad():
         generated = trained.model.generate(
             input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],

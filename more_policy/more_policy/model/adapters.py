@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
+from more_policy.actions import NUM_DIMS
 from more_policy.model.backbones import TORCH_DTYPES, BackboneAdapter
 from more_policy.model.config import MoREConfig
 from more_policy.model.mixlora import MixLoRAFFN
@@ -44,12 +45,15 @@ class ActionTokenEmbedding(nn.Module):
 
 
 class ActionTokenHead(nn.Module):
-    """The frozen LM head extended with trainable logits rows for the action tokens."""
+    """The frozen LM head extended with trainable logits rows for the action tokens, plus a
+    per-dimension bias on them that the policy adds (the head does not know the dimension)."""
 
     def __init__(self, base: nn.Module, rows: torch.Tensor):
         super().__init__()
         self.base = base
         self.action_rows = nn.Parameter(rows.clone())  # (num_bins, H)
+        self.dim_bias = nn.Parameter(torch.zeros(NUM_DIMS, rows.shape[0], dtype=rows.dtype,
+                                                 device=rows.device))  # (12, num_bins)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         # (B, L, H) -> (B, L, V + num_bins)
@@ -89,6 +93,8 @@ def inject_more_adapters(model: nn.Module, adapter: BackboneAdapter, cfg: MoRECo
         model.set_output_embeddings(head)
         if cfg.train_action_embeddings:
             trainable += [embed.action_rows, head.action_rows]
+        if cfg.action_dim_bias:
+            trainable.append(head.dim_bias)
     model.requires_grad_(False)
     for p in trainable:
         p.requires_grad_(True)
@@ -102,6 +108,6 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _is_added(name: str) -> bool:
     leaf = name.rsplit(".", 2)
-    return (".lora_" in name or name.endswith("action_rows")
+    return (".lora_" in name or name.endswith(("action_rows", "dim_bias"))
             or leaf[-1] in {"up_A", "up_B", "down_A", "down_B", "gate_A", "gate_B"}
             or leaf[-2] == "router")

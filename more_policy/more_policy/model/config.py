@@ -43,6 +43,11 @@ class MoREConfig:
     attn_lora_rank: int = 32
     attn_lora_alpha: float = 64.0
     train_action_embeddings: bool = True
+    # A trainable (12, num_bins) logit bias per action dimension. The 256 action tokens are
+    # shared by all 12 dimensions; without it a small model leaks tokens that are common in one
+    # dimension into the others (measured: the binary terminate dimension chose bin 192, a
+    # frequent frequency bin, at the first step, so every episode ended at once).
+    action_dim_bias: bool = True
     router_init_std: float = 0.02
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
     image_size: int | None = None  # None: the backbone's default (240 for Fuyu-8B, QUART)

@@ -218,12 +218,19 @@ class MoREPolicy(nn.Module):
         num_dims = NUM_DIMS if "action_bins" in inputs else 1
         out = self._backbone(inputs, keep=num_dims)
         vocab_logits = out.logits.float()  # (B, D, V)
-        action_logits = vocab_logits[..., self.token_offset:self.token_offset + self.num_bins]
+        action_logits = self._action_logits(vocab_logits, first_dim=0)  # (B, D, num_bins)
         stats = [layer.last_stats for layer in self.moe_layers]
         balance = torch.stack([s.balance_loss() for s in stats]).mean()
         router_stats = {"top1_fraction": torch.stack([s.top1_fraction for s in stats]),
                         "mean_probs": torch.stack([s.mean_probs.detach() for s in stats])}
         return MoREOutput(action_logits, vocab_logits, balance, router_stats)
+
+    def _action_logits(self, logits: torch.Tensor, first_dim: int) -> torch.Tensor:
+        """(B, D, V) logits at the positions of dimensions first_dim.. -> (B, D, num_bins)
+        action-token logits with each dimension's bias added."""
+        bias = self.model.get_output_embeddings().dim_bias  # (12, num_bins)
+        action = logits[..., self.token_offset:self.token_offset + self.num_bins].float()
+        return action + bias[first_dim:first_dim + action.shape[1]].float()
 
     def q_values(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """sigmoid(action logits): (B, 12, num_bins) (or (B, 1, num_bins) without bins)."""
@@ -261,10 +268,10 @@ class MoREPolicy(nn.Module):
         bins, qs = [], []
         mask, pos, ids = inputs["attention_mask"], inputs["position_ids"], inputs["input_ids"]
         for step in range(NUM_DIMS):
-            logits = out.logits[:, -1, self.token_offset:self.token_offset + self.num_bins]
-            best = logits.float().argmax(dim=-1)  # (B,)
+            logits = self._action_logits(out.logits[:, -1:], first_dim=step)[:, 0]  # (B, A)
+            best = logits.argmax(dim=-1)  # (B,)
             bins.append(best)
-            qs.append(torch.sigmoid(logits.float().gather(-1, best[:, None]))[:, 0])
+            qs.append(torch.sigmoid(logits.gather(-1, best[:, None]))[:, 0])
             if step == NUM_DIMS - 1:
                 break
             token = (best + self.token_offset)[:, None]  # (B, 1)
