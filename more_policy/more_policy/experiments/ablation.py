@@ -23,7 +23,7 @@ import numpy as np
 
 from more_policy.experiments.config import ExperimentConfig
 from more_policy.experiments.evaluation import _pyplot
-from more_policy.experiments.reproduce import publish, run_experiment
+from more_policy.experiments.reproduce import run_experiment
 from more_policy.sim.evaluate import TABLE_NAMES
 
 VARIANTS = {"more": "MoRE", "wo_rl": "w/o RL", "wo_moe": "w/o MoE",
@@ -148,10 +148,8 @@ def run_ablation(base: ExperimentConfig, seeds: list[int], out_dir: str | Path, 
         target.mkdir(parents=True, exist_ok=True)
         for name in ("ablation.json", "table2.md", "ablation.png"):
             shutil.copy2(out / name, target / name)
-        first = out / variants[0] / f"seed_{seeds[0]}"
+        first = out / variants[0] / f"seed_{seeds[0]}" / "eval"
         for name in ("q_values.png", "expert_usage.png"):
-            if (first / "eval" / name).exists():
-                shutil.copy2(first / "eval" / name, target / f"{variants[0]}_{name}")
-        if variants[0] == "more":  # MoRE's first seed is the committed checkpoint
-            publish(first, publish_dir, name=base.name)
+            if (first / name).exists():
+                shutil.copy2(first / name, target / f"{variants[0]}_{name}")
     return result

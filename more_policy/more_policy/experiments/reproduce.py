@@ -159,15 +159,13 @@ def plot_losses(curves: dict[str, list[tuple[int, float]]], path: Path, title: s
     plt.close(fig)
 
 
-def publish(out_dir: str | Path, artifacts: str | Path, max_mb: float = 20.0,
-            name: str | None = None) -> dict[str, Path]:
+def publish(out_dir: str | Path, artifacts: str | Path, max_mb: float = 20.0) -> dict[str, Path]:
     """Copy the final checkpoint to ``artifacts/<name>/`` (plus experiment.json, plan.json,
-    summary.json) and the evaluation files to ``artifacts/results/<name>/``; ``name``
-    defaults to the run's."""
+    summary.json) and the evaluation files to ``artifacts/results/<name>/``."""
     out, artifacts = Path(out_dir), Path(artifacts)
-    name = name or json.loads((out / "summary.json").read_text())["name"]
-    ckpt = artifacts / name
-    results = artifacts / "results" / name
+    summary = json.loads((out / "summary.json").read_text())
+    ckpt = artifacts / summary["name"]
+    results = artifacts / "results" / summary["name"]
     for target in (ckpt, results):
         shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(out / "train" / "final", ckpt)
