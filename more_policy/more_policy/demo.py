@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"policy checkpoint (default: {DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)} "
                         "if present, else random-tiny)")
     p.add_argument("--episodes", type=int, default=2, help="sim episodes per task and policy")
-    p.add_argument("--ros-tasks", default="go_to,distinguish",
+    p.add_argument("--ros-tasks", default="go_to,distinguish,crawl",
                    help="comma-separated tasks for the ROS 2 runs ('' skips them)")
     p.add_argument("--ros-seconds", type=float, default=30.0, help="length of each ROS 2 run")
     p.add_argument("--seed", type=int, default=0)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from more_policy.experiments.config import ExperimentConfig
-from more_policy.experiments.evaluation import _pyplot
 from more_policy.experiments.reproduce import run_experiment
+from more_policy.plotting import pyplot
 from more_policy.sim.evaluate import TABLE_NAMES
 
 VARIANTS = {"more": "MoRE", "wo_rl": "w/o RL", "wo_moe": "w/o MoE",
@@ -98,7 +98,7 @@ def markdown(table: dict[str, dict[str, dict]], seeds: list[int], episodes: int)
 
 
 def plot(table: dict[str, dict[str, dict]], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     columns = list(next(iter(table.values())))
     width = 0.8 / len(table)
     fig, ax = plt.subplots(figsize=(8, 3.4))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from more_policy.plotting import pyplot
 from more_policy.sim.evaluate import TABLE_NAMES, EvalResult, evaluate
 
 
@@ -72,7 +73,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, tasks="a
 def plot_q_values(traces: list[dict], path: Path, title: str) -> None:
     """Per task: mean Q of the first action dimension (max_a1 Q(s, a1) = V(s)) per step,
     successful and failed episodes separately."""
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(dict.fromkeys(t["task"] for t in traces))
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.0 * len(tasks), 2.8), squeeze=False,
                              sharey=True)
@@ -101,7 +102,7 @@ def plot_q_values(traces: list[dict], path: Path, title: str) -> None:
 
 def plot_expert_usage(usage: dict[str, list], path: Path, title: str) -> None:
     """Heatmap task x expert of the top-1 routing share, averaged over layers."""
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(usage)
     grid = np.stack([np.asarray(usage[t]).mean(axis=0) for t in tasks])  # (tasks, experts)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * grid.shape[1], 0.9 + 0.45 * len(tasks)))
@@ -117,15 +118,6 @@ def plot_expert_usage(usage: dict[str, list], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 __all__ = ["EvalResult", "RecordingPolicy", "evaluate_checkpoint", "plot_expert_usage",

@@ -27,7 +27,8 @@ import torch
 
 from more_policy.experiments.config import ExperimentConfig
 from more_policy.experiments.data import build_datasets
-from more_policy.experiments.evaluation import _pyplot, evaluate_checkpoint
+from more_policy.experiments.evaluation import evaluate_checkpoint
+from more_policy.plotting import pyplot
 
 TIMING_STEPS = 3
 
@@ -143,7 +144,7 @@ def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def plot_losses(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     names = [n for n in ("loss", "td_loss", "conservative_loss", "vocab_loss", "il_loss")
              if n in curves]
     fig, ax = plt.subplots(figsize=(6, 3))

@@ -49,7 +49,8 @@ def count_parameters(cfg: MoREConfig, num_bins: int = 256) -> ParameterCounts:
                        if n.endswith(("_A", "_B")) and "." not in n)
     named = dict(model.named_parameters())
     attention_lora = sum(p.numel() for n, p in named.items() if ".lora_" in n)
-    action_rows = sum(p.numel() for n, p in named.items() if n.endswith(("action_rows", "dim_bias")))
+    action_rows = sum(p.numel() for n, p in named.items()
+                      if n.endswith(("action_rows", "dim_bias")))
     total = sum(p.numel() for p in named.values())
     trainable = sum(p.numel() for p in named.values() if p.requires_grad)
     idle_experts = experts * (cfg.num_experts - cfg.top_k) // cfg.num_experts

@@ -234,11 +234,9 @@ def eval_bag(bag: str | Path, policy, out_dir: str | Path | None = None, plot: b
 def plot_comparison(recorded: np.ndarray, predicted: np.ndarray, space: ActionSpace,
                     path: Path) -> None:
     """One panel per dimension: recorded vs re-computed command over the samples."""
-    import matplotlib
+    from more_policy.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(3, 4, figsize=(16, 9), sharex=True)
     for i, ax in enumerate(axes.flat[:NUM_DIMS]):
         dim = space.dims[i]

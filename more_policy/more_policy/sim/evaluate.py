@@ -147,11 +147,9 @@ class EvalResult:
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write results.json and success.png (a bar plot) into ``out_dir``."""
-        import matplotlib
+        from more_policy.plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / "results.json", "plot": out / "success.png"}
