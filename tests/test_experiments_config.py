@@ -57,6 +57,12 @@ def test_table_has_paper_layout_with_intervals():
     text = markdown(table, [0, 1], 4)
     assert text.splitlines()[0] == "| Method | Go to | Crawl | Avg |"
     assert "| MoRE | 0.75 ± 3.18 | 0.25 ± 3.18 | 0.50 ± 0.00 |" in text
+    runs["more"][0]["progress"] = {"go_to": 0.9, "crawl": 0.1}
+    runs["more"][1]["progress"] = {"go_to": 0.7, "crawl": 0.5}
+    progress = aggregate(runs, "progress")
+    assert progress["more"]["go_to"]["mean"] == pytest.approx(0.8)
+    assert progress["more"]["average"]["values"] == pytest.approx([0.5, 0.6])
+    assert markdown(progress, [0, 1], 4, "progress").splitlines()[-1].startswith("Progress")
 
 
 def test_config_round_trips_and_rejects_bad_values(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from more_policy.sim import scenes
 from more_policy.sim.env import make_env
-from more_policy.sim.evaluate import ExpertPolicy, RandomPolicy, evaluate
+from more_policy.sim.evaluate import EpisodeResult, ExpertPolicy, RandomPolicy, evaluate
 from more_policy.sim.generate import episode_seed, generate, run_episode
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -35,6 +35,19 @@ def test_expert_succeeds_on_at_least_95_percent(task):
 def test_random_policy_is_near_zero():
     result = evaluate(RandomPolicy(), "all", episodes=6, seed=0, progress=False)
     assert result.average <= 0.05
+
+
+def test_progress_measures_the_way_covered_to_the_goal():
+    expert = evaluate(ExpertPolicy(), "go_to,go_through", episodes=3, seed=2, progress=False)
+    for episode in expert.episodes:  # it starts metres away and ends at the goal
+        assert episode.start_distance > 1.0 and episode.end_distance < 0.5 * episode.start_distance
+    assert min(expert.progress.values()) > 0.6
+    random = evaluate(RandomPolicy(), "go_to,go_through", episodes=3, seed=2, progress=False)
+    assert random.average_progress < expert.average_progress - 0.2
+    assert "progress" in expert.table().splitlines()[2]
+    stand = EpisodeResult("go_to", 0, 0, start_distance=2.0, end_distance=2.5)
+    assert stand.progress == 0.0  # moving away counts as no progress, not negative
+    assert EpisodeResult("go_to", 0, 0).progress == 0.0  # a broken episode has none
 
 
 def test_suboptimal_episodes_are_mostly_failures_labelled_by_the_checker():

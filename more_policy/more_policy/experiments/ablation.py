@@ -9,7 +9,8 @@
 Every run is an experiments.reproduce run under ``out/<variant>/seed_<s>/`` reading the shared
 datasets in ``out/data``; finished runs (summary.json present) are not redone. Results:
 ``ablation.json`` (per run and aggregated), ``table2.md`` (mean and 95 % t-interval over seeds
-per task and average) and ``ablation.png``.
+per task and average; success, then progress towards the goal as a graded companion) and
+``ablation.png``.
 """
 
 from __future__ import annotations
@@ -68,14 +69,19 @@ def interval(values: list[float]) -> tuple[float, float | None]:
     return mean, T_975.get(len(values) - 1, 1.96) * sem
 
 
-def aggregate(runs: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
-    """variant -> column (tasks..., 'average') -> {mean, ci95, values}."""
+METRICS = {"success_rate": "Success rate", "progress": "Progress towards the goal (1 - final / "
+                                                        "initial distance, clipped to [0, 1])"}
+
+
+def aggregate(runs: dict[str, list[dict]], metric: str = "success_rate"
+              ) -> dict[str, dict[str, dict]]:
+    """variant -> column (tasks..., 'average') -> {mean, ci95, values} of one run metric."""
     table = {}
     for variant, summaries in runs.items():
         columns = {}
-        for task in summaries[0]["success_rate"]:
-            columns[task] = [s["success_rate"][task] for s in summaries]
-        columns["average"] = [s["average"] for s in summaries]
+        for task in summaries[0][metric]:
+            columns[task] = [s[metric][task] for s in summaries]
+        columns["average"] = [float(np.mean(list(s[metric].values()))) for s in summaries]
         table[variant] = {}
         for column, values in columns.items():
             mean, half = interval(values)
@@ -83,7 +89,8 @@ def aggregate(runs: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
     return table
 
 
-def markdown(table: dict[str, dict[str, dict]], seeds: list[int], episodes: int) -> str:
+def markdown(table: dict[str, dict[str, dict]], seeds: list[int], episodes: int,
+             metric: str = "success_rate") -> str:
     columns = list(next(iter(table.values())))
     head = ["Method"] + [TABLE_NAMES.get(c, "Avg") for c in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -92,26 +99,29 @@ def markdown(table: dict[str, dict[str, dict]], seeds: list[int], episodes: int)
                                             is not None else "") for c in columns]
         lines.append("| " + " | ".join([VARIANTS[variant], *cells]) + " |")
     lines.append("")
-    lines.append(f"Success rate, mean over seeds {seeds} ± 95 % t-interval half-width; "
+    lines.append(f"{METRICS[metric]}, mean over seeds {seeds} ± 95 % t-interval half-width; "
                  f"{episodes} closed-loop episodes per task and seed.")
     return "\n".join(lines)
 
 
-def plot(table: dict[str, dict[str, dict]], path: Path) -> None:
+def plot(tables: dict[str, dict[str, dict[str, dict]]], path: Path) -> None:
+    """One panel per metric (success, progress): bars per variant, 95 % intervals."""
     plt = pyplot()
-    columns = list(next(iter(table.values())))
-    width = 0.8 / len(table)
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    for i, (variant, row) in enumerate(table.items()):
-        x = np.arange(len(columns)) + (i - (len(table) - 1) / 2) * width
-        errors = [row[c]["ci95"] or 0.0 for c in columns]
-        ax.bar(x, [row[c]["mean"] for c in columns], width, yerr=errors, capsize=2,
-               label=VARIANTS[variant])
-    ax.set_xticks(range(len(columns)), [TABLE_NAMES.get(c, "Avg") for c in columns])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("success rate")
-    ax.legend(fontsize=7)
-    ax.set_title("Ablation (Table II layout), mean ± 95 % interval over seeds", fontsize=10)
+    fig, axes = plt.subplots(len(tables), 1, figsize=(8, 3.2 * len(tables)), squeeze=False)
+    for ax, (metric, table) in zip(axes[:, 0], tables.items()):
+        columns = list(next(iter(table.values())))
+        width = 0.8 / len(table)
+        for i, (variant, row) in enumerate(table.items()):
+            x = np.arange(len(columns)) + (i - (len(table) - 1) / 2) * width
+            errors = [row[c]["ci95"] or 0.0 for c in columns]
+            ax.bar(x, [row[c]["mean"] for c in columns], width, yerr=errors, capsize=2,
+                   label=VARIANTS[variant])
+        ax.set_xticks(range(len(columns)), [TABLE_NAMES.get(c, "Avg") for c in columns])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("success rate" if metric == "success_rate" else "progress to goal")
+    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].set_title("Ablation (Table II layout), mean ± 95 % interval over seeds",
+                         fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -133,16 +143,18 @@ def run_ablation(base: ExperimentConfig, seeds: list[int], out_dir: str | Path, 
                 variant_config(base, variant, seed), run_dir, data_root=out / "data",
                 progress=progress)
             runs.setdefault(variant, []).append(summary)
-    table = aggregate(runs)
-    text = markdown(table, seeds, base.eval_episodes)
+    tables = {metric: aggregate(runs, metric) for metric in METRICS}
+    text = "\n\n".join(markdown(table, seeds, base.eval_episodes, metric)
+                       for metric, table in tables.items())
     result = {"seeds": seeds, "eval_episodes_per_task": base.eval_episodes,
-              "base_config": base.to_dict(), "table": table, "markdown": text,
+              "base_config": base.to_dict(), "table": tables["success_rate"],
+              "progress_table": tables["progress"], "markdown": text,
               "runs": {v: [{k: s[k] for k in ("name", "seed", "success_rate", "average",
-                                              "final_losses", "plan", "seconds")}
+                                              "progress", "final_losses", "plan", "seconds")}
                            for s in ss] for v, ss in runs.items()}}
     (out / "ablation.json").write_text(json.dumps(result, indent=2))
     (out / "table2.md").write_text(text + "\n")
-    plot(table, out / "ablation.png")
+    plot(tables, out / "ablation.png")
     if publish_dir is not None:
         target = Path(publish_dir) / "results" / "ablation"
         target.mkdir(parents=True, exist_ok=True)

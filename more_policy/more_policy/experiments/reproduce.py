@@ -130,6 +130,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, data_root: str
                "seconds": {"data": round(data_s, 1), "train": round(train_s, 1),
                            "eval": round(time.perf_counter() - started - data_s - train_s, 1)},
                "success_rate": results["success_rate"], "average": results["average"],
+               "progress": results["progress"], "average_progress": results["average_progress"],
                "eval_episodes_per_task": cfg.eval_episodes, "eval_seed": cfg.eval_seed}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

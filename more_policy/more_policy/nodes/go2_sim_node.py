@@ -174,8 +174,7 @@ class Go2SimNode(Node):
         with self._lock:
             pose = self.env.base_pose()  # x, y, z, yaw, pitch
             scene = self.env.scene
-            goal = (tasks.goal_point(scene) if scene.task in ("go_through", "crawl")
-                    else np.asarray(scene.target_object.pos[:2]))
+            goal = tasks.goal_xy(scene)
             return {
                 "task": self.params["task"], "seed": self.params["seed"],
                 "instruction": self.instruction, "sim_time": round(self.physics.time, 3),

@@ -327,6 +327,10 @@ class Go2TaskEnv:
         pos, quat = self.physics.base_pose()
         return np.array([*pos, *quat_yaw_pitch(quat)])
 
+    def goal_distance(self) -> float:
+        """Metres from the trunk to the task's goal point (tasks.goal_xy)."""
+        return float(math.dist(self.base_pose()[:2], tasks.goal_xy(self.scene)))
+
     def render(self, height: int | None = None, width: int | None = None) -> np.ndarray:
         h, w = (height or self.image_size[0]), (width or self.image_size[1])
         mujoco.mj_camlight(self.physics.model, self.physics.data)

@@ -113,6 +113,16 @@ class EpisodeResult:
     steps: int = 0
     failure: str | None = None
     error: str | None = None
+    start_distance: float = math.nan  # metres to the task's goal point at reset
+    end_distance: float = math.nan  # ... when the episode ended
+
+    @property
+    def progress(self) -> float:
+        """Share of the way to the goal covered, in [0, 1] (0 when it moved away or broke): a
+        graded companion to success for policies that do not succeed yet."""
+        if not (self.start_distance > 0 and math.isfinite(self.end_distance)):
+            return 0.0
+        return float(np.clip(1.0 - self.end_distance / self.start_distance, 0.0, 1.0))
 
 
 @dataclass
@@ -124,11 +134,16 @@ class EvalResult:
     colors: str = "seen"
     phrasing: str = "train"
     tasks: dict[str, float] = field(default_factory=dict)  # task -> success rate
+    progress: dict[str, float] = field(default_factory=dict)  # task -> mean progress to goal
     episodes: list[EpisodeResult] = field(default_factory=list)
 
     @property
     def average(self) -> float:
         return float(np.mean(list(self.tasks.values()))) if self.tasks else math.nan
+
+    @property
+    def average_progress(self) -> float:
+        return float(np.mean(list(self.progress.values()))) if self.progress else math.nan
 
     def table(self) -> str:
         """The paper's Table I layout: one row, a column per task, then the average."""
@@ -137,13 +152,17 @@ class EvalResult:
         head = f"{'Method':<{width}}" + "".join(f"{c:>12}" for c in cols)
         row = f"{self.policy:<{width}}" + "".join(
             f"{v:>12.2f}" for v in [*self.tasks.values(), self.average])
-        return f"{head}\n{row}"
+        progress = f"{'  progress':<{width}}" + "".join(
+            f"{v:>12.2f}" for v in [*self.progress.values(), self.average_progress])
+        return f"{head}\n{row}\n{progress}"
 
     def to_dict(self) -> dict:
         return {"policy": self.policy, "seed": self.seed, "mode": self.mode,
                 "episodes_per_task": self.episodes_per_task, "colors": self.colors,
                 "phrasing": self.phrasing, "success_rate": self.tasks,
-                "average": self.average, "episodes": [asdict(e) for e in self.episodes]}
+                "average": self.average, "progress": self.progress,
+                "average_progress": self.average_progress,
+                "episodes": [asdict(e) for e in self.episodes]}
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write results.json and success.png (a bar plot) into ``out_dir``."""
@@ -199,6 +218,7 @@ def evaluate(policy, tasks: str | list[str] = "all", episodes: int = 25, seed: i
             env.close()
         result.episodes += task_results
         result.tasks[task] = float(np.mean([r.success for r in task_results]))
+        result.progress[task] = float(np.mean([r.progress for r in task_results]))
         bar.set_postfix(**{task: f"{result.tasks[task]:.2f}"})
     bar.close()
     return result
@@ -213,6 +233,7 @@ def _run_batch(policy, task: str, envs: list[Go2TaskEnv], indices: list[int], se
         try:
             obs[slot] = envs[slot].reset(seed=r.seed)
             r.instruction = envs[slot].instruction.text
+            r.start_distance = r.end_distance = envs[slot].goal_distance()
             policy.reset(slot, envs[slot], r.seed)
         except Exception as e:  # a broken episode is a failure with a reason
             _fail(r, e, obs, slot)
@@ -238,6 +259,7 @@ def _run_batch(policy, task: str, envs: list[Go2TaskEnv], indices: list[int], se
                 continue
             results[s].steps, results[s].success = info["step"], bool(success)
             results[s].failure = info["failure"]
+            results[s].end_distance = envs[s].goal_distance()
             if done:
                 del obs[s]
     for s, images in frames.items():

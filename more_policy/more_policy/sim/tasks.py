@@ -121,6 +121,13 @@ def goal_point(scene: Scene) -> np.ndarray:
     return np.asarray(scene.frame_pos) + u * np.array([c, s])
 
 
+def goal_xy(scene: Scene) -> np.ndarray:
+    """The point a task leads to (world xy): the passage goal or the target object."""
+    if scene.task in ("go_through", "crawl"):
+        return goal_point(scene)
+    return np.asarray(scene.target_object.pos[:2], dtype=float)
+
+
 class SuccessChecker:
     """Per-episode success test (sticky) with an optional failure reason that ends it."""
 
