@@ -45,8 +45,12 @@ def test_progress_measures_the_way_covered_to_the_goal():
     random = evaluate(RandomPolicy(), "go_to,go_through", episodes=3, seed=2, progress=False)
     assert random.average_progress < expert.average_progress - 0.2
     assert "progress" in expert.table().splitlines()[2]
-    stand = EpisodeResult("go_to", 0, 0, start_distance=2.0, end_distance=2.5)
-    assert stand.progress == 0.0  # moving away counts as no progress, not negative
+    walk = EpisodeResult("go_to", 0, 0, start_distance=2.0, end_distance=0.5)
+    assert walk.progress == 0.75  # timed out three quarters of the way there
+    walk.failure = "collided with target"
+    assert walk.progress == 0.0  # a failed episode made no progress
+    away = EpisodeResult("go_to", 0, 0, start_distance=2.0, end_distance=2.5)
+    assert away.progress == 0.0  # moving away counts as no progress, not negative
     assert EpisodeResult("go_to", 0, 0).progress == 0.0  # a broken episode has none
 
 

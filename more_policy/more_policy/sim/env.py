@@ -328,8 +328,10 @@ class Go2TaskEnv:
         return np.array([*pos, *quat_yaw_pitch(quat)])
 
     def goal_distance(self) -> float:
-        """Metres from the trunk to the task's goal point (tasks.goal_xy)."""
-        return float(math.dist(self.base_pose()[:2], tasks.goal_xy(self.scene)))
+        """Metres from the trunk to the task's goal region (tasks.GOAL_RADIUS around
+        tasks.goal_xy); 0 inside it."""
+        centre = math.dist(self.base_pose()[:2], tasks.goal_xy(self.scene))
+        return max(0.0, centre - tasks.GOAL_RADIUS[self.task])
 
     def render(self, height: int | None = None, width: int | None = None) -> np.ndarray:
         h, w = (height or self.image_size[0]), (width or self.image_size[1])

@@ -113,14 +113,18 @@ class EpisodeResult:
     steps: int = 0
     failure: str | None = None
     error: str | None = None
-    start_distance: float = math.nan  # metres to the task's goal point at reset
+    start_distance: float = math.nan  # metres to the task's goal region at reset
     end_distance: float = math.nan  # ... when the episode ended
 
     @property
     def progress(self) -> float:
-        """Share of the way to the goal covered, in [0, 1] (0 when it moved away or broke): a
-        graded companion to success for policies that do not succeed yet."""
-        if not (self.start_distance > 0 and math.isfinite(self.end_distance)):
+        """Share of the way to the goal region covered, in [0, 1]: a graded companion to success
+        for policies that do not succeed yet. 0 when the episode failed (a collision, a fall,
+        an error: walking blindly into the target is no progress) or ended farther away."""
+        if self.success:
+            return 1.0
+        if self.failure is not None or not (self.start_distance > 0
+                                            and math.isfinite(self.end_distance)):
             return 0.0
         return float(np.clip(1.0 - self.end_distance / self.start_distance, 0.0, 1.0))
 

@@ -128,6 +128,12 @@ def goal_xy(scene: Scene) -> np.ndarray:
     return np.asarray(scene.target_object.pos[:2], dtype=float)
 
 
+# How close to goal_xy a task wants the robot (m); unload: where the expert releases the ball.
+GOAL_RADIUS = {"go_to": GO_TO_RADIUS, "go_avoid": GO_TO_RADIUS,
+               "distinguish": DISTINGUISH_RADIUS, "go_through": PASS_GOAL_RADIUS,
+               "crawl": PASS_GOAL_RADIUS, "unload": GO_TO_RADIUS}
+
+
 class SuccessChecker:
     """Per-episode success test (sticky) with an optional failure reason that ends it."""
 
