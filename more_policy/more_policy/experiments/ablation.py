@@ -69,8 +69,9 @@ def interval(values: list[float]) -> tuple[float, float | None]:
     return mean, T_975.get(len(values) - 1, 1.96) * sem
 
 
-METRICS = {"success_rate": "Success rate", "progress": "Progress towards the goal (1 - final / "
-                                                        "initial distance, clipped to [0, 1])"}
+METRICS = {"success_rate": "Success rate",
+           "progress": "Progress towards the goal region (1 - final / initial distance, clipped "
+                       "to [0, 1]; 0 for a failed episode)"}
 
 
 def aggregate(runs: dict[str, list[dict]], metric: str = "success_rate"
