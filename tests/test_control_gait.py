@@ -8,6 +8,8 @@ import pytest
 from more_policy.actions import ActionSpace
 from more_policy.control.gait import GaitConfig, GaitController
 from more_policy.control.kinematics import (
+    HIP_POSITIONS,
+    MAX_EXTENSION,
     UnreachableError,
     forward_kinematics,
     inverse_kinematics,
@@ -15,7 +17,7 @@ from more_policy.control.kinematics import (
     leg_ik,
     leg_jacobian,
 )
-from more_policy.robot.go2 import DEFAULT_JOINT_POS, RobotState
+from more_policy.robot.go2 import DEFAULT_JOINT_POS, HIP_TO_THIGH_Y, LEG_SIDE, RobotState
 
 SPACE = ActionSpace()
 
@@ -59,6 +61,21 @@ def test_ik_clamps_or_rejects_out_of_reach_targets():
     assert np.all(np.isfinite(q)) and np.all(reach < 0.2)
     with pytest.raises(UnreachableError, match="reach"):
         leg_ik(np.array([0.0, -0.0955, -0.6]), 0)
+
+
+@pytest.mark.parametrize("extension", [MAX_EXTENSION, 1.0])
+def test_ik_clamp_points_the_leg_at_the_target_at_the_given_extension(extension):
+    far = forward_kinematics(DEFAULT_JOINT_POS)
+    far[:, 2] = -0.6
+    q = inverse_kinematics(far, max_extension=extension).reshape(4, 3)
+    for leg in range(4):
+        d = LEG_SIDE[leg] * HIP_TO_THIGH_Y
+        thigh = HIP_POSITIONS[leg] + [0.0, d * np.cos(q[leg, 0]), d * np.sin(q[leg, 0])]
+        foot = HIP_POSITIONS[leg] + leg_fk(q[leg], leg)
+        assert np.linalg.norm(foot - thigh) == pytest.approx(extension * 2 * 0.213)
+        np.testing.assert_allclose(np.cross(foot - thigh, far[leg] - thigh), 0.0, atol=1e-9)
+    with pytest.raises(ValueError, match="max_extension"):
+        inverse_kinematics(far, max_extension=1.5)
 
 
 def test_jacobian_matches_finite_motion():

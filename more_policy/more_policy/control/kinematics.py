@@ -22,6 +22,8 @@ from more_policy.robot.go2 import (
 
 HIP_POSITIONS = np.stack([LEG_FRONT * HIP_OFFSET_X, LEG_SIDE * HIP_OFFSET_Y, np.zeros(4)], 1)
 L1, L2 = THIGH_LENGTH, CALF_LENGTH
+MAX_EXTENSION = 0.98  # clamped targets stop short of a straight (singular) leg
+_FULL_EXTENSION_TOL = 1e-9  # a target clamped to exactly L1 + L2 may land a rounding error past
 
 
 class UnreachableError(ValueError):
@@ -49,10 +51,10 @@ def leg_ik(foot: np.ndarray, leg: int) -> np.ndarray:
     a = (a + np.pi) % (2 * np.pi) - np.pi
     reach2 = x * x + depth * depth
     cos_knee = (reach2 - L1 * L1 - L2 * L2) / (2 * L1 * L2)
-    if not -1.0 <= cos_knee <= 1.0:
+    if not -1.0 - _FULL_EXTENSION_TOL <= cos_knee <= 1.0 + _FULL_EXTENSION_TOL:
         raise UnreachableError(f"leg {leg}: foot {foot} is {np.sqrt(reach2):.3f} m from the "
                                f"thigh joint, reach is [{abs(L1 - L2):.3f}, {L1 + L2:.3f}]")
-    t2 = -np.arccos(cos_knee)
+    t2 = -np.arccos(np.clip(cos_knee, -1.0, 1.0))
     t1 = np.arctan2(-x, depth) - np.arctan2(L2 * np.sin(t2), L1 + L2 * np.cos(t2))
     return np.array([a, t1, t2])
 
@@ -63,23 +65,29 @@ def forward_kinematics(q: np.ndarray) -> np.ndarray:
     return np.stack([HIP_POSITIONS[i] + leg_fk(q[i], i) for i in range(4)])
 
 
-def inverse_kinematics(feet: np.ndarray, clamp: bool = True) -> np.ndarray:
+def inverse_kinematics(feet: np.ndarray, clamp: bool = True,
+                       max_extension: float = MAX_EXTENSION) -> np.ndarray:
     """(12,) joints for (4, 3) foot targets in the trunk frame. With ``clamp``, targets out of
-    reach are pulled back along the hip->foot line to 98 % of full extension."""
+    reach are pulled back along the hip->foot line to ``max_extension`` of a straight leg;
+    without, they raise :class:`UnreachableError`."""
+    if not 0.0 < max_extension <= 1.0:
+        raise ValueError(f"max_extension must be in (0, 1], got {max_extension}")
+    feet = np.asarray(feet, dtype=np.float64)
+    if feet.shape != (4, 3):
+        raise ValueError(f"feet must have shape (4, 3), got {feet.shape}")
     q = np.empty(NUM_MOTORS)
     for i in range(4):
-        rel = np.asarray(feet[i], dtype=np.float64) - HIP_POSITIONS[i]
+        rel = feet[i] - HIP_POSITIONS[i]
         if clamp:
-            rel = _clamp_reach(rel, i)
+            rel = _clamp_reach(rel, i, max_extension * (L1 + L2))
         q[3 * i:3 * i + 3] = leg_ik(rel, i)
     return q
 
 
-def _clamp_reach(rel: np.ndarray, leg: int) -> np.ndarray:
+def _clamp_reach(rel: np.ndarray, leg: int, max_reach: float) -> np.ndarray:
     d = HIP_TO_THIGH_Y
     x, y, z = rel
     depth2 = y * y + z * z - d * d
-    max_reach = 0.98 * (L1 + L2)
     reach = np.sqrt(max(depth2, 0.0) + x * x)
     if reach <= max_reach:
         return rel

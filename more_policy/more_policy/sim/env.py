@@ -23,6 +23,7 @@ import mujoco
 import numpy as np
 
 from more_policy.actions import ActionSpace, ActionSpaceError
+from more_policy.control.kinematics import inverse_kinematics
 from more_policy.robot import go2
 from more_policy.sim import go2_mjcf, scenes, tasks
 from more_policy.sim.physics import Go2Physics, quat_yaw_pitch, yaw_pitch_quat
@@ -54,22 +55,6 @@ def make_env(task: str, seed: int = 0, mode: str = "command",
                       **kwargs)
 
 
-def leg_ik(foot_body: np.ndarray, leg: int) -> np.ndarray:
-    """(hip, thigh, calf) angles putting the foot at ``foot_body`` (trunk frame, (3,))."""
-    side, front = go2.LEG_SIDE[leg], go2.LEG_FRONT[leg]
-    d = foot_body - np.array([front * go2.HIP_OFFSET_X, side * go2.HIP_OFFSET_Y, 0.0])
-    l1, a, b = go2.HIP_TO_THIGH_Y, go2.THIGH_LENGTH, go2.CALF_LENGTH
-    r = math.sqrt(max(d[1] ** 2 + d[2] ** 2 - l1**2, 1e-6))
-    hip = math.atan2(d[2], d[1]) - math.atan2(-r, side * l1)
-    hip = math.remainder(hip, math.tau)
-    reach = math.hypot(d[0], r)
-    cos_knee = np.clip((reach**2 - a**2 - b**2) / (2 * a * b), -1.0, 1.0)
-    calf = -math.acos(cos_knee)
-    thigh = math.atan2(-d[0], r) - math.atan2(b * math.sin(calf), a + b * math.cos(calf))
-    q = np.array([hip, thigh, calf])
-    return np.clip(q, go2.JOINT_LOWER[3 * leg:3 * leg + 3], go2.JOINT_UPPER[3 * leg:3 * leg + 3])
-
-
 def stance_joint_pos(height: float, pitch: float) -> np.ndarray:
     """Joint angles (12,) with the feet on flat ground under the hips for a trunk pose."""
     # cached on a 0.1 mm / 0.1 mrad grid: postures repeat for most of an episode
@@ -80,12 +65,11 @@ def stance_joint_pos(height: float, pitch: float) -> np.ndarray:
 def _stance_joint_pos(height: float, pitch: float) -> np.ndarray:
     c, s = math.cos(pitch), math.sin(pitch)
     rot_t = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])  # world (yaw-free) -> trunk
-    q = np.empty(12)
-    for leg in range(4):
-        foot_world = np.array([go2.LEG_FRONT[leg] * go2.HIP_OFFSET_X * c,
-                               go2.LEG_SIDE[leg] * FOOT_STANCE_Y, go2.FOOT_RADIUS - height])
-        q[3 * leg:3 * leg + 3] = leg_ik(rot_t @ foot_world, leg)
-    return q
+    feet_world = np.stack([go2.LEG_FRONT * go2.HIP_OFFSET_X * c, go2.LEG_SIDE * FOOT_STANCE_Y,
+                           np.full(4, go2.FOOT_RADIUS - height)], 1)
+    # out of reach (tall and pitched): a straight leg towards the foot, then the joint limits
+    q = inverse_kinematics(feet_world @ rot_t.T, max_extension=1.0)
+    return np.clip(q, go2.JOINT_LOWER, go2.JOINT_UPPER)
 
 
 class Go2TaskEnv:
