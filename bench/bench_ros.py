@@ -29,7 +29,8 @@ def line(name: str, value: float, unit: str, target: str) -> None:
 
 
 def bench_conversion() -> None:
-    from more_policy.nodes.messages import image_to_rgb, rgb_to_image
+    from more_policy.data.ros_messages import image_to_rgb
+    from more_policy.nodes.messages import rgb_to_image
 
     rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     msg = rgb_to_image(rgb)
@@ -50,15 +51,15 @@ def bench_policy_node(checkpoint: str, frames: int, bag: Path) -> None:
     from std_msgs.msg import String
 
     from more_msgs.msg import Go2Command, PolicyStatus
-    from more_policy.nodes.bags import BagRecorder
-    from more_policy.nodes.interfaces import COMMAND_QOS, INSTRUCTION_QOS, SENSOR_QOS, STATUS_QOS
-    from more_policy.nodes.messages import (
+    from more_policy.data.ros_messages import (
         COMMAND_TOPIC,
         IMAGE_TOPIC,
         INSTRUCTION_TOPIC,
         STATUS_TOPIC,
-        rgb_to_image,
     )
+    from more_policy.nodes.bags import BagRecorder
+    from more_policy.nodes.interfaces import COMMAND_QOS, INSTRUCTION_QOS, SENSOR_QOS, STATUS_QOS
+    from more_policy.nodes.messages import rgb_to_image
 
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 230)))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"

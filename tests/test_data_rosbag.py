@@ -9,7 +9,14 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from more_policy.actions import ActionSpace
 from more_policy.data import DatasetError, EpisodeDataset
-from more_policy.data.rosbag import GO2_COMMAND, convert_rosbag, typestore_with_go2_command
+from more_policy.data.ros_messages import ImageError, image_to_rgb
+from more_policy.data.rosbag import (
+    GO2_COMMAND,
+    MORE_MSG_TYPES,
+    convert_rosbag,
+    more_msgs_dir,
+    typestore,
+)
 from more_policy.data.validate import validate_dataset
 
 SPACE = ActionSpace()
@@ -48,7 +55,7 @@ def make_msgs(store):
 
 
 def write_bag(path, storage=StoragePlugin.MCAP, compressed=False):
-    store = typestore_with_go2_command()
+    store = typestore()
     make_image, String, command = make_msgs(store)
 
     def image(ns, grey):
@@ -117,3 +124,45 @@ def test_corrupt_bag_names_the_file_and_writes_nothing(tmp_path):
     with pytest.raises(DatasetError, match="/nope"):
         convert_rosbag([write_bag(tmp_path / "bag2")], tmp_path / "out",
                        topics={"command": "/nope"}, progress=False)
+
+
+def test_image_to_rgb_reads_every_encoding_and_rejects_bad_images():
+    store = typestore()
+    header = store.types["std_msgs/msg/Header"](
+        stamp=store.types["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="camera")
+
+    def image(encoding, step, data):
+        return store.types["sensor_msgs/msg/Image"](header=header, height=4, width=5,
+                                                     encoding=encoding, is_bigendian=0,
+                                                     step=step, data=data.reshape(-1))
+
+    def compressed(fmt, data):
+        return store.types["sensor_msgs/msg/CompressedImage"](header=header, format=fmt,
+                                                              data=data.reshape(-1))
+
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    padded = np.zeros((4, 20), np.uint8)  # step 20 > 5 x 3: row padding is skipped
+    padded[:, :15] = rgb[:, :, ::-1].reshape(4, 15)
+    np.testing.assert_array_equal(image_to_rgb(image("bgr8", 20, padded)), rgb)
+    rgba = np.concatenate([rgb, np.full((4, 5, 1), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(image_to_rgb(image("rgba8", 20, rgba)), rgb)
+    grey = image_to_rgb(image("mono8", 5, rgb[..., 0]))
+    np.testing.assert_array_equal(grey, np.repeat(rgb[..., :1], 3, axis=2))
+    png = cv2.imencode(".png", rgb[:, :, ::-1])[1]
+    np.testing.assert_array_equal(image_to_rgb(compressed("png", png)), rgb)
+    bad = {"unsupported image encoding": image("16UC1", 10, np.zeros(40, np.uint8)),
+           "expected step": image("rgb8", 15, np.zeros(59, np.uint8)),
+           "undecodable": compressed("jpeg", np.zeros(8, np.uint8))}
+    for message, msg in bad.items():
+        with pytest.raises(ImageError, match=message):
+            image_to_rgb(msg)
+
+
+def test_more_msgs_found_on_the_ament_prefix_path_first(tmp_path, monkeypatch):
+    share = tmp_path / "share" / "more_msgs" / "msg"
+    share.mkdir(parents=True)
+    for name in MORE_MSG_TYPES:
+        (share / f"{name}.msg").write_text((more_msgs_dir() / f"{name}.msg").read_text())
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    assert more_msgs_dir() == share
+    assert GO2_COMMAND in typestore().types

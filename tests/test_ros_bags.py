@@ -15,13 +15,14 @@ pytest.importorskip("rosbags")
 
 from ros_procs import NodeProcess, Probe, isolated_domain  # noqa: E402
 
-from more_policy.nodes.bag_eval import eval_bag, read_bag, typestore  # noqa: E402
-from more_policy.nodes.messages import (  # noqa: E402
+from more_policy.data.ros_messages import (  # noqa: E402
     COMMAND_TOPIC,
     IMAGE_TOPIC,
     INSTRUCTION_TOPIC,
     STATUS_TOPIC,
 )
+from more_policy.data.rosbag import read_bag, typestore  # noqa: E402
+from more_policy.nodes.bag_eval import eval_bag  # noqa: E402
 
 INSTRUCTION = "go to the red ball"
 FRAME_PERIOD_NS = 100_000_000  # 10 Hz camera

@@ -14,9 +14,9 @@ pytest.importorskip("pyrealsense2")
 from ros_procs import NodeProcess, Probe, isolated_domain  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from more_policy.data.ros_messages import IMAGE_TOPIC, image_to_rgb  # noqa: E402
 from more_policy.nodes.camera_node import DEPTH_TOPIC  # noqa: E402
 from more_policy.nodes.interfaces import SENSOR_QOS  # noqa: E402
-from more_policy.nodes.messages import IMAGE_TOPIC, image_to_rgb  # noqa: E402
 
 FPS = 15
 

@@ -22,6 +22,12 @@ from std_msgs.msg import String  # noqa: E402
 
 from more_msgs.msg import Go2Command, PolicyStatus  # noqa: E402
 from more_policy.actions import ActionSpace  # noqa: E402
+from more_policy.data.ros_messages import (  # noqa: E402
+    COMMAND_TOPIC,
+    IMAGE_TOPIC,
+    INSTRUCTION_TOPIC,
+    STATUS_TOPIC,
+)
 from more_policy.nodes.interfaces import (  # noqa: E402
     COMMAND_QOS,
     INSTRUCTION_QOS,
@@ -29,13 +35,7 @@ from more_policy.nodes.interfaces import (  # noqa: E402
     SENSOR_QOS,
     STATUS_QOS,
 )
-from more_policy.nodes.messages import (  # noqa: E402
-    COMMAND_TOPIC,
-    IMAGE_TOPIC,
-    INSTRUCTION_TOPIC,
-    STATUS_TOPIC,
-    rgb_to_image,
-)
+from more_policy.nodes.messages import rgb_to_image  # noqa: E402
 
 FIRST_INSTRUCTION = "go to the red ball"
 SECOND_INSTRUCTION = "go to the blue box"

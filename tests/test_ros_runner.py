@@ -20,8 +20,7 @@ pytest.importorskip("mujoco")
 
 from ros_procs import REPO, isolated_domain  # noqa: E402
 
-from more_policy.nodes.bag_eval import eval_bag, read_bag  # noqa: E402
-from more_policy.nodes.messages import (  # noqa: E402
+from more_policy.data.ros_messages import (  # noqa: E402
     COMMAND_TOPIC,
     DIAGNOSTICS_TOPIC,
     EPISODE_TOPIC,
@@ -30,6 +29,8 @@ from more_policy.nodes.messages import (  # noqa: E402
     JOINT_STATES_TOPIC,
     STATUS_TOPIC,
 )
+from more_policy.data.rosbag import read_bag  # noqa: E402
+from more_policy.nodes.bag_eval import eval_bag  # noqa: E402
 
 RUN_CLI = """
 import argparse, sys

@@ -32,21 +32,21 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from more_msgs.msg import Go2Command, PolicyStatus  # noqa: E402
-from more_policy.nodes.interfaces import (  # noqa: E402
-    COMMAND_QOS,
-    INSTRUCTION_QOS,
-    SENSOR_QOS,
-    STATUS_QOS,
-)
-from more_policy.nodes.messages import (  # noqa: E402
+from more_policy.data.ros_messages import (  # noqa: E402
     COMMAND_TOPIC,
     DIAGNOSTICS_TOPIC,
     EPISODE_TOPIC,
     IMAGE_TOPIC,
     INSTRUCTION_TOPIC,
     STATUS_TOPIC,
-    rgb_to_image,
 )
+from more_policy.nodes.interfaces import (  # noqa: E402
+    COMMAND_QOS,
+    INSTRUCTION_QOS,
+    SENSOR_QOS,
+    STATUS_QOS,
+)
+from more_policy.nodes.messages import rgb_to_image  # noqa: E402
 
 INSTRUCTION = "go to the red ball"
 WALK_SPEED = 0.3  # m/s

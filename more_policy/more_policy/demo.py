@@ -63,9 +63,10 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
     """One `more run sim` episode, recorded; returns its outcome from the bag, with the
     offline replay of the bag through the same policy (token accuracy 1.0 = the stack
     answered exactly what the model computes)."""
+    from more_policy.data.ros_messages import EPISODE_TOPIC, IMAGE_TOPIC
+    from more_policy.data.rosbag import read_bag
     from more_policy.model.checkpoint import load_model
-    from more_policy.nodes.bag_eval import eval_bag, read_bag
-    from more_policy.nodes.messages import EPISODE_TOPIC, IMAGE_TOPIC
+    from more_policy.nodes.bag_eval import eval_bag
     from more_policy.nodes.runner import run_stack
 
     bag = out / f"{task}.bag"

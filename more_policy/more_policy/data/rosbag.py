@@ -1,14 +1,17 @@
-"""Convert rosbag2 recordings (``ros2 bag record``) into an episode dataset, without ROS.
+"""rosbag2 recordings (``ros2 bag record``, sqlite3 or mcap) without ROS, through ``rosbags``:
+the typestore (ROS 2 Jazzy plus more_msgs), reading a bag's messages, and converting a bag into
+an episode dataset.
 
-Topics: the camera (sensor_msgs/Image or CompressedImage), /instruction (std_msgs/String) and
-the commands (more_msgs/Go2Command). Each command becomes one step, paired with the newest
-camera frame received at or before it. A new instruction starts a new episode; a command with
-``terminate`` ends one. Read with ``rosbags`` (sqlite3 or mcap storage).
+Conversion topics: the camera (sensor_msgs/Image or CompressedImage), /instruction
+(std_msgs/String) and the commands (more_msgs/Go2Command). Each command becomes one step,
+paired with the newest camera frame received at or before it. A new instruction starts a new
+episode; a command with ``terminate`` ends one.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,54 +21,70 @@ from tqdm import tqdm
 
 from more_policy.actions import ActionSpace
 from more_policy.data.format import DatasetError
+from more_policy.data.ros_messages import (
+    COMMAND_TOPIC,
+    IMAGE_TOPIC,
+    INSTRUCTION_TOPIC,
+    ImageError,
+    image_to_rgb,
+)
 from more_policy.data.writer import EpisodeWriter
 
 GO2_COMMAND = "more_msgs/msg/Go2Command"
-DEFAULT_TOPICS = {"image": "/camera/camera/color/image_raw", "instruction": "/instruction",
-                  "command": "/more/command"}
+MORE_MSG_TYPES = ("Go2Command", "PolicyStatus")
+DEFAULT_TOPICS = {"image": IMAGE_TOPIC, "instruction": INSTRUCTION_TOPIC,
+                  "command": COMMAND_TOPIC}
 
 
-def go2_command_msg_text() -> str:
-    """Go2Command.msg from an installed more_msgs (ament index) or this source tree."""
-    candidates = [Path(p) / "share" / "more_msgs" / "msg" / "Go2Command.msg"
-                  for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    candidates.append(Path(__file__).resolve().parents[3] / "more_msgs" / "msg" /
-                      "Go2Command.msg")
+def more_msgs_dir() -> Path:
+    """The directory holding more_msgs' .msg files: an ament install (AMENT_PREFIX_PATH), this
+    environment's prefix (where scripts/setup.sh installs it), then the source tree."""
+    prefixes = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    candidates = [p / "share" / "more_msgs" / "msg" for p in [*prefixes, Path(sys.prefix)]]
+    candidates.append(Path(__file__).resolve().parents[3] / "more_msgs" / "msg")
     for path in candidates:
-        if path.exists():
-            return path.read_text()
-    raise FileNotFoundError("Go2Command.msg not found (install more_msgs or run from the "
+        if all((path / f"{name}.msg").is_file() for name in MORE_MSG_TYPES):
+            return path
+    raise FileNotFoundError("more_msgs .msg files not found (install more_msgs or run from the "
                             f"source tree); looked in {[str(c) for c in candidates]}")
 
 
-def typestore_with_go2_command():
+def typestore():
+    """A rosbags typestore for ROS 2 Jazzy plus more_msgs."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.ROS2_JAZZY)
-    store.register(get_types_from_msg(go2_command_msg_text(), GO2_COMMAND))
+    msg_dir = more_msgs_dir()
+    types = {}
+    for name in MORE_MSG_TYPES:
+        types.update(get_types_from_msg((msg_dir / f"{name}.msg").read_text(),
+                                        f"more_msgs/msg/{name}"))
+    store.register(types)
     return store
 
 
-def image_to_rgb(msg, msgtype: str) -> np.ndarray:
-    """sensor_msgs Image (rgb8/bgr8/mono8/rgba8/bgra8) or CompressedImage -> RGB uint8."""
-    if msgtype.endswith("CompressedImage"):
-        img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DatasetError(f"undecodable CompressedImage ({msg.format})")
-        return img[:, :, ::-1]
-    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}.get(msg.encoding)
-    if channels is None:
-        raise DatasetError(f"unsupported image encoding {msg.encoding!r}")
-    data = np.frombuffer(bytes(msg.data), np.uint8)
-    if data.size < msg.step * msg.height:
-        raise DatasetError(f"image message truncated: {data.size} bytes for "
-                           f"{msg.height}x{msg.width} {msg.encoding}")
-    img = data[:msg.step * msg.height].reshape(msg.height, msg.step)[:, :msg.width * channels]
-    img = img.reshape(msg.height, msg.width, channels)
-    if msg.encoding == "mono8":
-        return np.repeat(img, 3, axis=2)
-    rgb = img[:, :, :3]
-    return rgb[:, :, ::-1] if msg.encoding.startswith("bgr") else rgb
+@dataclass
+class BagMessage:
+    topic: str
+    log_ns: int  # when the recorder received it
+    msg: object  # rosbags dataclass
+
+
+def read_bag(path: str | Path, topics: tuple[str, ...] | None = None) -> list[BagMessage]:
+    """Every message of ``topics`` (all if None) in log-time order, deserialised."""
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    if not (path / "metadata.yaml").is_file():
+        raise FileNotFoundError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
+    store = typestore()
+    out = []
+    with Reader(path) as reader:
+        connections = [c for c in reader.connections if topics is None or c.topic in topics]
+        for connection, log_ns, raw in reader.messages(connections=connections):
+            out.append(BagMessage(connection.topic, log_ns,
+                                  store.deserialize_cdr(raw, connection.msgtype)))
+    return out
 
 
 @dataclass
@@ -90,7 +109,7 @@ def read_episodes(bag: str | Path, space: ActionSpace, topics: dict[str, str] | 
     current: _Episode | None = None
     frame_raw, frame_stamp, frame_type = None, None, None
     try:
-        with AnyReader([bag], default_typestore=typestore_with_go2_command()) as reader:
+        with AnyReader([bag], default_typestore=typestore()) as reader:
             by_topic = {c.topic: c for c in reader.connections}
             missing = [t for t in topics.values() if t not in by_topic]
             if missing:
@@ -117,7 +136,10 @@ def read_episodes(bag: str | Path, space: ActionSpace, topics: dict[str, str] | 
                 if (stamp - frame_stamp) * 1e-9 > max_frame_age_s:
                     skipped["stale_frame"] += 1
                     continue
-                frame = image_to_rgb(reader.deserialize(frame_raw, frame_type), frame_type)
+                try:
+                    frame = image_to_rgb(reader.deserialize(frame_raw, frame_type))
+                except ImageError as e:
+                    raise DatasetError(f"{bag}: {e}") from None
                 if image_size is not None:
                     frame = cv2.resize(frame, (image_size[1], image_size[0]),
                                        interpolation=cv2.INTER_AREA)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from more_policy.actions import NUM_DIMS, TERMINATE_INDEX, ActionSpace
-from more_policy.nodes.messages import (
+from more_policy.data.ros_messages import (
     COMMAND_TOPIC,
     IMAGE_TOPIC,
     INSTRUCTION_TOPIC,
@@ -33,65 +33,9 @@ from more_policy.nodes.messages import (
     image_to_rgb,
     stamp_to_ns,
 )
+from more_policy.data.rosbag import BagMessage, read_bag
 
-MORE_MSG_TYPES = ("Go2Command", "PolicyStatus")
 EXACT_MATCH_NS = 1_000_000  # a frame within 1 ms of the reconstructed stamp is "the" frame
-
-
-def more_msgs_dir() -> Path:
-    """The directory holding more_msgs' .msg files (installed share or source tree)."""
-    candidates = [Path(sys.prefix) / "share" / "more_msgs" / "msg",
-                  Path(__file__).resolve().parents[3] / "more_msgs" / "msg"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.insert(0, Path(get_package_share_directory("more_msgs")) / "msg")
-    except Exception:  # not on an ament index (pip-only machine): use the other places
-        pass
-    for path in candidates:
-        if (path / "Go2Command.msg").is_file():
-            return path
-    raise FileNotFoundError(f"more_msgs .msg files not found in {candidates}")
-
-
-def typestore():
-    """A rosbags typestore for ROS 2 Jazzy plus more_msgs."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    store = get_typestore(Stores.ROS2_JAZZY)
-    msg_dir = more_msgs_dir()
-    types = {}
-    for name in MORE_MSG_TYPES:
-        types.update(get_types_from_msg((msg_dir / f"{name}.msg").read_text(),
-                                        f"more_msgs/msg/{name}"))
-    store.register(types)
-    return store
-
-
-
-
-@dataclass
-class BagMessage:
-    topic: str
-    log_ns: int  # when the recorder received it
-    msg: object  # rosbags dataclass
-
-
-def read_bag(path: str | Path, topics: tuple[str, ...] | None = None) -> list[BagMessage]:
-    """Every message of ``topics`` (all if None) in log-time order, deserialised."""
-    from rosbags.rosbag2 import Reader
-
-    path = Path(path)
-    if not (path / "metadata.yaml").is_file():
-        raise FileNotFoundError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
-    store = typestore()
-    out = []
-    with Reader(path) as reader:
-        connections = [c for c in reader.connections if topics is None or c.topic in topics]
-        for connection, log_ns, raw in reader.messages(connections=connections):
-            out.append(BagMessage(connection.topic, log_ns,
-                                  store.deserialize_cdr(raw, connection.msgtype)))
-    return out
 
 
 @dataclass

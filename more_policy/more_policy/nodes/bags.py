@@ -6,8 +6,8 @@
 * :func:`replay_bag`: re-publishes a bag's inputs over DDS at recorded timing into a running
   stack while recording what the stack answers.
 
-Offline evaluation (``more eval-bag``) lives in :mod:`more_policy.nodes.bag_eval`, which needs
-no ROS runtime.
+Offline evaluation (``more eval-bag``) lives in :mod:`more_policy.nodes.bag_eval` and reading
+bags in :mod:`more_policy.data.rosbag`; neither needs a ROS runtime.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from pathlib import Path
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile
 
-from more_policy.nodes.bag_eval import typestore
-from more_policy.nodes.interfaces import COMMAND_QOS, INSTRUCTION_QOS, SENSOR_QOS, STATUS_QOS
-from more_policy.nodes.messages import (
+from more_policy.data.ros_messages import (
     COMMAND_TOPIC,
     DIAGNOSTICS_TOPIC,
     EPISODE_TOPIC,
@@ -32,6 +30,8 @@ from more_policy.nodes.messages import (
     STATUS_TOPIC,
     stamp_to_ns,
 )
+from more_policy.data.rosbag import typestore
+from more_policy.nodes.interfaces import COMMAND_QOS, INSTRUCTION_QOS, SENSOR_QOS, STATUS_QOS
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from more_policy.data.ros_messages import IMAGE_TOPIC
 from more_policy.nodes.interfaces import SENSOR_QOS, ParamSpec, declare_parameters
-from more_policy.nodes.messages import IMAGE_TOPIC, rgb_to_image
+from more_policy.nodes.messages import rgb_to_image
 
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
 MODES = ("live", "playback")

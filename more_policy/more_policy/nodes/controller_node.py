@@ -26,8 +26,8 @@ from more_policy.actions import ActionSpace, ActionSpaceError
 from more_policy.control.loop import ControlLoop
 from more_policy.control.safety import SafetyConfig, SafetyMonitor
 from more_policy.control.stand import StandUpConfig, StandUpSequence
+from more_policy.data.ros_messages import COMMAND_TOPIC, DIAGNOSTICS_TOPIC, JOINT_STATES_TOPIC
 from more_policy.nodes.interfaces import COMMAND_QOS, STATUS_QOS, ParamSpec, declare_parameters
-from more_policy.nodes.messages import COMMAND_TOPIC, DIAGNOSTICS_TOPIC, JOINT_STATES_TOPIC
 from more_policy.robot.go2 import JOINT_NAMES, MotorCommand
 
 CONTROLLERS = ("analytic", "wtw")

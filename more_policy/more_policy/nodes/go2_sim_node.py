@@ -25,6 +25,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from more_policy.data.ros_messages import EPISODE_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC
 from more_policy.nodes.interfaces import (
     INSTRUCTION_QOS,
     SENSOR_QOS,
@@ -32,7 +33,7 @@ from more_policy.nodes.interfaces import (
     ParamSpec,
     declare_parameters,
 )
-from more_policy.nodes.messages import EPISODE_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, rgb_to_image
+from more_policy.nodes.messages import rgb_to_image
 from more_policy.sim import tasks
 from more_policy.sim.go2_mjcf import CAMERA_NAME
 from more_policy.sim.render import render_camera

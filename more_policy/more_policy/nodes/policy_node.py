@@ -24,6 +24,15 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from more_msgs.msg import Go2Command, PolicyStatus
+from more_policy.data.ros_messages import (
+    COMMAND_TOPIC,
+    IMAGE_TOPIC,
+    INSTRUCTION_TOPIC,
+    STATUS_TOPIC,
+    ImageError,
+    image_to_rgb,
+    stamp_to_ns,
+)
 from more_policy.model.checkpoint import QUANTIZATION_NAMES, load_model
 from more_policy.nodes.interfaces import (
     COMMAND_QOS,
@@ -32,15 +41,6 @@ from more_policy.nodes.interfaces import (
     STATUS_QOS,
     ParamSpec,
     declare_parameters,
-)
-from more_policy.nodes.messages import (
-    COMMAND_TOPIC,
-    IMAGE_TOPIC,
-    INSTRUCTION_TOPIC,
-    STATUS_TOPIC,
-    ImageError,
-    image_to_rgb,
-    stamp_to_ns,
 )
 
 PARAMETERS = (
