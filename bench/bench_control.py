@@ -156,7 +156,7 @@ def bench_loop(domain: int, seconds: float) -> None:
     print(f"50 Hz control loop + MuJoCo sim bridge over DDS, {seconds:.0f} s")
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "bridge.json"
-        bridge = subprocess.Popen([sys.executable, "-m", "more_policy.robot.sim_bridge",
+        bridge = subprocess.Popen([sys.executable, "-m", "more_policy.sim.cli", "sim-bridge",
                                    "--domain", str(domain), "--seconds", str(seconds + 1),
                                    "--log", str(log)], env=python_env())
         client = Go2Client(Go2IOConfig(domain_id=domain, interface="lo"))

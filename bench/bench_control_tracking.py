@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "more_policy"))
 
 from more_policy.actions import ActionSpace  # noqa: E402
 from more_policy.control.gait import GaitController  # noqa: E402
-from more_policy.control.tracking import track_command  # noqa: E402
 from more_policy.sim.tasks import GAITS  # noqa: E402
+from more_policy.sim.tracking import track_command  # noqa: E402
 
 SPACE = ActionSpace()
 SPEEDS = (0.0, 0.6, 1.0, 1.5)

@@ -136,7 +136,7 @@ def run_sim(vx, yaw, body_height, seconds, pitches=None, **dims):
     """Closed loop in MuJoCo physics at 50 Hz; returns body-frame forward speed, yaw rate,
     mean height (all over the last 80 %) and the minimum trunk height; ``pitches`` collects
     the trunk pitch."""
-    from more_policy.control.tracking import track_command
+    from more_policy.sim.tracking import track_command
 
     result = track_command(GaitController(), command(vx=vx, yaw=yaw, body_height=body_height,
                                                      **dims), seconds)

@@ -33,7 +33,7 @@ def test_stand_up_sequence_damps_then_ramps_smoothly():
 
 @pytest.mark.sim
 def test_loop_stands_up_from_lying_walks_and_estops_in_physics():
-    from more_policy.robot.sim_bridge import LYING_BASE_HEIGHT, PhysicsLink
+    from more_policy.sim.bridge import LYING_BASE_HEIGHT, PhysicsLink
     from more_policy.sim.physics import Go2Physics
 
     physics = Go2Physics()

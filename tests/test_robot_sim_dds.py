@@ -34,7 +34,7 @@ def test_controller_and_sim_over_dds_stand_up_and_walk(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [
         str(Path(__file__).parents[1] / "more_policy"), env.get("PYTHONPATH")]))
     bridge = subprocess.Popen(
-        [sys.executable, "-m", "more_policy.robot.sim_bridge", "--domain", str(domain),
+        [sys.executable, "-m", "more_policy.sim.cli", "sim-bridge", "--domain", str(domain),
          "--seconds", "8", "--start-lying", "--log", str(log)], env=env)
     client = Go2Client(Go2IOConfig(domain_id=domain, interface="lo"))
     loop = ControlLoop(client, GaitController(), SafetyMonitor(SafetyConfig(

@@ -45,8 +45,10 @@ def test_bad_scene_parameters_raise_clear_errors():
         make_env("fly")
     with pytest.raises(ValueError, match="mode"):
         make_env("go_to", mode="teleport")
-    with pytest.raises(ValueError, match="LowLevelController"):
-        make_env("go_to", mode="physics")
+    driven_from_outside = make_env("go_to", mode="physics", render=False)  # e.g. over DDS
+    driven_from_outside.reset(seed=0)
+    with pytest.raises(RuntimeError, match="LowLevelController"):
+        driven_from_outside.step(driven_from_outside.action_space.default_command())
     with pytest.raises(ValueError, match="image_size"):
         make_env("go_to", image_size=(0, 10))
 

@@ -1,4 +1,4 @@
-"""`more control` (drive a Go2 or the sim over DDS) and `more sim-bridge` (MuJoCo Go2 on DDS).
+"""`more control`: drive a Go2, or the simulated one of `more sim-bridge`, over DDS.
 
     more sim-bridge --domain 17 --start-lying &                  # a simulated robot
     more control --domain 17 --interface lo --vel-x 0.5 --seconds 10
@@ -27,14 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--wait-state", type=float, default=10.0,
                    help="seconds to wait for the first rt/lowstate")
     p.set_defaults(func=run_control)
-
-    b = subparsers.add_parser("sim-bridge", help="MuJoCo Go2 on rt/lowstate + rt/lowcmd")
-    b.add_argument("--domain", type=int, default=0)
-    b.add_argument("--interface", default="lo")
-    b.add_argument("--seconds", type=float, default=60.0)
-    b.add_argument("--start-lying", action="store_true")
-    b.add_argument("--log", help="write the base trajectory here (JSON)")
-    b.set_defaults(func=run_sim_bridge)
 
 
 def build_controller(checkpoint: str | None):
@@ -88,16 +80,3 @@ def run_control(args: argparse.Namespace) -> int:
         client.send(MotorCommand.damping())  # leave the motors damped, not stiff
         time.sleep(0.1)
         client.close()
-
-
-def run_sim_bridge(args: argparse.Namespace) -> int:
-    from more_policy.robot import sim_bridge
-
-    argv = ["--domain", str(args.domain), "--interface", args.interface, "--seconds",
-            str(args.seconds)]
-    if args.start_lying:
-        argv.append("--start-lying")
-    if args.log:
-        argv += ["--log", args.log]
-    sim_bridge.main(argv)
-    return 0

@@ -4,8 +4,9 @@ The sim replaces the robot at the DDS boundary: it receives rt/lowcmd and publis
 rt/lowstate (unitree_go LowCmd_/LowState_ through :class:`Go2RobotEndpoint`, loopback, its own
 domain) and the front camera on the realsense-ros topic, so controller_node and policy_node run
 exactly as on the robot. The task scene, instruction and success checker come from
-:func:`more_policy.sim.env.make_env`. Physics advances in real time on its own thread (slowed
-down, never skipped, when the machine cannot keep up); the episode report (std_msgs/String,
+:func:`more_policy.sim.env.make_env`; :class:`~more_policy.sim.bridge.Go2SimBridge` advances
+its physics in real time on its own thread (slowed down, never skipped, when the machine cannot
+keep up); the episode report (std_msgs/String,
 JSON: task, seed, instruction, success, failure, base pose, goal) goes out at 2 Hz. Frames
 are rendered on a second thread from a copy of the physics state, so LowState keeps its rate.
 """
@@ -63,25 +64,28 @@ class Go2SimNode(Node):
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__("go2_sim_node", **node_kwargs)
-        from more_policy.control.stand import StandController
-        from more_policy.robot.go2_io import Go2IOConfig, Go2RobotEndpoint
+        from more_policy.robot.go2_io import Go2IOConfig
+        from more_policy.sim.bridge import Go2SimBridge, SimBridgeConfig
         from more_policy.sim.env import make_env
 
         p = self.params = declare_parameters(self, PARAMETERS)
         if not (p["camera_rate_hz"] > 0 and p["real_time_factor"] > 0):
             raise ValueError("camera_rate_hz and real_time_factor must be > 0")
-        # The env's own controller is never stepped here (the robot's controller is across
-        # DDS); physics mode only requires one to exist.
+        # No env controller: the robot's controller is across DDS, the bridge drives physics.
         self.env = make_env(p["task"], seed=p["seed"], mode="physics",
-                            controller=StandController(),
                             image_size=(p["image_height"], p["image_width"]), render=False)
         self.env.reset(seed=p["seed"])
         self.physics = self.env.physics
         self.instruction = self.env.instruction.text
         self.success, self.failure = False, None
-        self._lock = threading.Lock()
-        self.endpoint = Go2RobotEndpoint(Go2IOConfig(
-            domain_id=p["dds_domain_id"], interface=p["network_interface"] or None))
+        self.bridge = Go2SimBridge(
+            Go2IOConfig(domain_id=p["dds_domain_id"], interface=p["network_interface"] or None),
+            SimBridgeConfig(real_time_factor=p["real_time_factor"],
+                            max_catch_up_steps=MAX_CATCH_UP_STEPS, log_every=0),
+            physics=self.physics, after_step=self.env.update_ball_holder,  # Unload: release
+            on_bad_command=lambda e: self.get_logger().warning(
+                f"ignoring LowCmd: {e}", throttle_duration_sec=1.0))
+        self._lock = self.bridge.lock
         self.image_pub = self.create_publisher(Image, p["image_topic"], SENSOR_QOS)
         self.episode_pub = self.create_publisher(String, p["episode_topic"], STATUS_QOS)
         if p["publish_instruction"]:
@@ -103,42 +107,17 @@ class Go2SimNode(Node):
 
     def _sim_loop(self) -> None:
         try:
-            self._run_physics()
+            self.bridge.run(stop=lambda: self._stop.is_set() or not self.context.ok(),
+                            after_batch=self._check_episode)
         except Exception as e:  # the robot "dies": the controller's state timeout takes over
             self.get_logger().fatal(f"simulation stopped: {type(e).__name__}: {e}")
             raise
 
-    def _run_physics(self) -> None:
-        """Physics in (scaled) real time, LowState after every step."""
-        rtf, physics = self.params["real_time_factor"], self.physics
-        dt = physics.physics_dt
-        start_wall, start_sim = time.perf_counter(), physics.time
-        while not self._stop.is_set() and self.context.ok():
-            target = start_sim + (time.perf_counter() - start_wall) * rtf
-            steps = int((target - physics.time) / dt)
-            if steps <= 0:
-                time.sleep(min(dt, (physics.time + dt - target) / rtf))
-                continue
-            if steps > MAX_CATCH_UP_STEPS:  # too slow: let sim time fall behind wall time
-                start_sim -= (steps - MAX_CATCH_UP_STEPS) * dt
-                steps = MAX_CATCH_UP_STEPS
-            for _ in range(steps):
-                command = self.endpoint.latest_command()
-                with self._lock:
-                    if command is not None:
-                        try:
-                            physics.apply(command)
-                        except ValueError as e:  # NaN or bad shape on the wire: keep the last
-                            self.get_logger().warning(f"ignoring LowCmd: {e}",
-                                                      throttle_duration_sec=1.0)
-                    physics.step(1)
-                    self.env.update_ball_holder()  # Unload: release the ball when pitched
-                    state = physics.state()
-                self.endpoint.publish(state)
-            with self._lock:
-                success, failure = self.env.checker.update(self.env.world_state())
-                self.success = self.success or success
-                self.failure = self.failure or failure
+    def _check_episode(self) -> None:
+        with self._lock:
+            success, failure = self.env.checker.update(self.env.world_state())
+            self.success = self.success or success
+            self.failure = self.failure or failure
 
     def _render_frame(self) -> None:
         """Publish a frame rendered from a snapshot of the physics state."""
@@ -193,7 +172,7 @@ class Go2SimNode(Node):
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=2.0)
-        self.endpoint.close()
+        self.bridge.close()
         self.env.close()
         super().destroy_node()
 

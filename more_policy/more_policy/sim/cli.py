@@ -1,4 +1,8 @@
-"""`more sim generate|show` and `more eval`."""
+"""`more sim generate|show`, `more eval` and `more sim-bridge` (the MuJoCo Go2 on DDS).
+
+``python -m more_policy.sim.cli sim-bridge ...`` runs them without loading every area's CLI
+(what the DDS tests and benches start as a subprocess).
+"""
 
 from __future__ import annotations
 
@@ -62,6 +66,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="load a checkpoint's backbone quantized")
     _scene_args(p)
     p.set_defaults(func=run_eval)
+
+    b = subparsers.add_parser("sim-bridge", help="MuJoCo Go2 on rt/lowstate + rt/lowcmd")
+    b.add_argument("--domain", type=int, default=0, help="DDS domain id")
+    b.add_argument("--interface", default="lo", help="network interface (lo: loopback)")
+    b.add_argument("--seconds", type=float, default=60.0, help="simulated time to run")
+    b.add_argument("--physics-dt", type=float, default=0.002)
+    b.add_argument("--start-lying", action="store_true")
+    b.add_argument("--wait-controller", type=float, default=10.0,
+                   help="seconds to wait for the first LowCmd before the clock starts")
+    b.add_argument("--log", help="write the base trajectory and link counters here (JSON)")
+    b.set_defaults(func=run_sim_bridge)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -127,3 +142,34 @@ def run_eval(args: argparse.Namespace) -> int:
     paths = result.save(args.out)
     print(f"wrote {paths['json']} and {paths['plot']}")
     return 0
+
+
+def run_sim_bridge(args: argparse.Namespace) -> int:
+    import json
+
+    from more_policy.robot.go2_io import Go2IOConfig
+    from more_policy.sim.bridge import Go2SimBridge, SimBridgeConfig
+
+    bridge = Go2SimBridge(Go2IOConfig(domain_id=args.domain, interface=args.interface),
+                          SimBridgeConfig(physics_dt=args.physics_dt,
+                                          start_lying=args.start_lying))
+    try:
+        bridge.wait_for_controller(args.wait_controller)
+        bridge.run(args.seconds)
+        if args.log:
+            with open(args.log, "w") as f:
+                json.dump(bridge.report(), f)
+    finally:
+        bridge.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="more")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

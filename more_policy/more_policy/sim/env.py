@@ -10,7 +10,8 @@ of a robot geom with a scene object (obstacle, tunnel wall, crawl bar, tray) sto
 and fails the episode. Fast: data generation and VLA evaluation.
 physics mode: a :class:`~more_policy.robot.go2.LowLevelController` (e.g. the analytic gait
 controller in ``more_policy.control``) turns the command into motor commands at its
-``control_dt``; the Go2's PD law runs at every physics step.
+``control_dt``; the Go2's PD law runs at every physics step. Without a controller, ``step``
+is refused and something else drives ``env.physics`` (go2_sim_node's DDS bridge).
 """
 
 from __future__ import annotations
@@ -84,8 +85,6 @@ class Go2TaskEnv:
             raise scenes.SceneError(f"unknown task {task!r}; choose from {scenes.TASKS}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
-        if mode == "physics" and controller is None:
-            raise ValueError("physics mode needs a LowLevelController (more_policy.control)")
         if len(image_size) != 2 or min(image_size) < 1:
             raise ValueError(f"image_size must be (height, width) >= 1, got {image_size}")
         if not (policy_hz > 0 and max_steps >= 1):
@@ -141,13 +140,17 @@ class Go2TaskEnv:
             if self._ball is not None:
                 self._place_ball_on_back()
                 self.physics.data.eq_active[self.physics.model.equality("ball_holder").id] = 1
-            self.controller.reset(self.physics.state())
+            if self.controller is not None:
+                self.controller.reset(self.physics.state())
         return self._observation()
 
     def step(self, command) -> tuple[Observation, bool, bool, dict]:
         """Apply a 12-d SI command for one policy period; (obs, success, done, info)."""
         if self.physics is None or self._done:
             raise RuntimeError("the episode is over (or never started): call reset()")
+        if self.mode == "physics" and self.controller is None:
+            raise RuntimeError("physics-mode step() needs a LowLevelController "
+                               "(more_policy.control); without one, drive env.physics directly")
         command = np.asarray(command, dtype=float)
         if command.shape != (12,):
             raise ValueError(f"command must have shape (12,), got {command.shape}")

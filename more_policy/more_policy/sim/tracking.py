@@ -11,6 +11,7 @@ import mujoco
 import numpy as np
 
 from more_policy.robot.go2 import LowLevelController
+from more_policy.sim.physics import Go2Physics
 
 FELL_HEIGHT_M = 0.15  # trunk lower than this, or its z axis tilted past 60 deg: a fall
 FELL_UPRIGHT = 0.5
@@ -33,11 +34,9 @@ class TrackingResult:
 
 
 def track_command(controller: LowLevelController, command: np.ndarray, seconds: float,
-                  physics=None) -> TrackingResult:
+                  physics: Go2Physics | None = None) -> TrackingResult:
     """Run ``controller`` on a standing Go2 (a fresh Go2Physics unless given) holding
     ``command`` for ``seconds`` of simulated time."""
-    from more_policy.sim.physics import Go2Physics
-
     physics = physics or Go2Physics()
     controller.reset(physics.state())
     steps = int(seconds / controller.control_dt)
