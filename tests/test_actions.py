@@ -101,6 +101,14 @@ def test_paper_order_and_terminate():
     assert SPACE.is_terminate(SPACE.decode(SPACE.encode(stop)))
 
 
+def test_indices_name_command_positions():
+    cmd = SPACE.default_command()
+    cmd[SPACE.indices("vel_x", "body_pitch", "terminate")] = [0.5, 0.1, 1.0]
+    assert cmd[0] == 0.5 and cmd[8] == pytest.approx(0.1) and SPACE.is_terminate(cmd)
+    with pytest.raises(ActionSpaceError, match="unknown dimension 'speed'"):
+        SPACE.indices("vel_x", "speed")
+
+
 def test_json_round_trip_keeps_overridden_ranges(tmp_path):
     space = SPACE.with_ranges({"vel_x": (0.0, 1.0), "step_frequency": (1.5, 3.5)})
     space.save(tmp_path)

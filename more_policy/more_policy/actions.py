@@ -135,6 +135,11 @@ class ActionSpace:
         except ValueError:
             raise ActionSpaceError(f"unknown dimension {name!r}; known: {self.names}") from None
 
+    def indices(self, *names: str) -> list[int]:
+        """Positions of several dimensions, for indexing a command:
+        ``cmd[space.indices("vel_x", "vel_y")]``."""
+        return [self.index(name) for name in names]
+
     def with_ranges(self, ranges: dict[str, tuple[float, float]]) -> ActionSpace:
         """A copy with some dimensions' [low, high] overridden (e.g. ranges taken from data)."""
         unknown = set(ranges) - set(self.names)

@@ -99,6 +99,9 @@ class Go2TaskEnv:
         self.colors, self.phrasing = colors, phrasing
         self.policy_dt, self.max_steps = 1.0 / policy_hz, int(max_steps)
         self.action_space = action_space or ActionSpace()
+        # command dimensions command mode follows, looked up once (read every 20 ms)
+        self._velocity_dims = self.action_space.indices("vel_x", "vel_y", "yaw_rate")
+        self._posture_dims = self.action_space.indices("body_height", "body_pitch")
         self.render_observations = render  # False: observations carry an empty image
         self._seeds = np.random.SeedSequence(seed)
         self.physics: Go2Physics | None = None
@@ -172,7 +175,7 @@ class Go2TaskEnv:
             self._settle_ball()
         world = self.world_state()
         world.terminated = terminated
-        world.command_speed = float(np.linalg.norm(command[0:2]))
+        world.command_speed = float(np.linalg.norm(command[self._velocity_dims[:2]]))
         self.success, failure = self.checker.update(world)
         if touched and not self.success:
             failure = f"collided with {touched}"
@@ -186,10 +189,12 @@ class Go2TaskEnv:
     def _kinematic_step(self, command: np.ndarray, dt: float) -> str | None:
         """Integrate the lagged command for ``dt``; the name of a touched object, if any."""
         a_v, a_p = dt / VELOCITY_LAG, dt / POSTURE_LAG
-        self._vel += a_v * (command[0:2] - self._vel)
-        self._yaw_rate += a_v * (command[2] - self._yaw_rate)
-        self._height += a_p * (command[7] - self._height)
-        self._pitch += a_p * (command[8] - self._pitch)
+        vel_x, vel_y, yaw_rate = command[self._velocity_dims]
+        height, pitch = command[self._posture_dims]
+        self._vel += a_v * (np.array([vel_x, vel_y]) - self._vel)
+        self._yaw_rate += a_v * (yaw_rate - self._yaw_rate)
+        self._height += a_p * (height - self._height)
+        self._pitch += a_p * (pitch - self._pitch)
         prev = self._xy.copy(), self._yaw
         c, s = math.cos(self._yaw), math.sin(self._yaw)
         self._xy = self._xy + dt * np.array([c * self._vel[0] - s * self._vel[1],

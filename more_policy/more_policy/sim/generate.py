@@ -22,6 +22,9 @@ from more_policy.sim.scenes import TASKS, SceneError
 
 QUALITIES = ("expert", "suboptimal")
 PERTURBATIONS = ("noise", "wrong_target", "drift", "early_stop", "late_stop", "wrong_posture")
+# "noise": Gaussian noise per command dimension (SI units)
+NOISE_STD = {"vel_x": 0.8, "vel_y": 0.3, "yaw_rate": 1.0, "body_height": 0.03,
+             "body_pitch": 0.08}
 
 
 def episode_seed(seed: int, task: str, episode: int) -> int:
@@ -86,17 +89,19 @@ class SuboptimalExpert:
         if kind == "drift":
             pose[:2] += self._steps * 0.2 * self.drift_velocity
             pose[3] += self.drift_yaw
-        cmd = self.expert.act(pose)
+        cmd, space = self.expert.act(pose), self.space
         if kind == "noise":
-            cmd[[0, 1, 2, 7, 8]] += rng.normal(0.0, [0.8, 0.3, 1.0, 0.03, 0.08])
+            cmd[space.indices(*NOISE_STD)] += rng.normal(0.0, list(NOISE_STD.values()))
         elif kind == "early_stop" and p.project(pose[:2]) >= self.stop_fraction * p.goal_s:
-            cmd[[0, 1, 2]], cmd[11] = 0.0, 1.0
+            cmd[space.indices("vel_x", "vel_y", "yaw_rate")] = 0.0
+            cmd[space.index("terminate")] = 1.0
         elif kind == "wrong_posture":
+            height, pitch = space.indices("body_height", "body_pitch")
             if self.expert.scene.task == "crawl":
-                cmd[7] = 0.0
-            elif self.expert.scene.task == "unload" and cmd[8] > 0:  # tilts the wrong way
-                cmd[8] = -cmd[8]
-        return self.space.clip(cmd)
+                cmd[height] = 0.0
+            elif self.expert.scene.task == "unload" and cmd[pitch] > 0:  # tilts the wrong way
+                cmd[pitch] = -cmd[pitch]
+        return space.clip(cmd)
 
 
 def _normal(direction: np.ndarray) -> np.ndarray:
