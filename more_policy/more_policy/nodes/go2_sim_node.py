@@ -60,7 +60,7 @@ MAX_CATCH_UP_STEPS = 20  # physics steps per loop iteration before the sim slows
 
 
 class Go2SimNode(Node):
-    """Thin rclpy wrapper around a physics-mode task environment and Go2RobotEndpoint."""
+    """Thin rclpy wrapper around a physics-mode task environment and its Go2SimBridge."""
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__("go2_sim_node", **node_kwargs)

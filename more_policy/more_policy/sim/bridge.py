@@ -93,13 +93,13 @@ class Go2SimBridge:
             self.trajectory.append([self.physics.time, *map(float, pos), yaw])
         self._steps += 1
 
-    def run(self, seconds: float = math.inf, stop: Callable[[], bool] = lambda: False,
+    def run(self, seconds: float | None = None, stop: Callable[[], bool] = lambda: False,
             after_batch: Callable[[], None] | None = None) -> None:
-        """Step in (scaled) real time for ``seconds`` of sim time or until ``stop()``;
-        ``after_batch`` runs after each wake-up's steps."""
+        """Step in (scaled) real time for ``seconds`` of sim time (None: no limit) or until
+        ``stop()``; ``after_batch`` runs after each wake-up's steps."""
         rtf, dt = self.config.real_time_factor, self.physics.physics_dt
         cap = self.config.max_catch_up_steps
-        remaining = seconds / dt if math.isinf(seconds) else round(seconds / dt)
+        remaining = math.inf if seconds is None else round(seconds / dt)
         start_wall, start_sim = time.perf_counter(), self.physics.time
         while remaining > 0 and not stop():
             target = start_sim + (time.perf_counter() - start_wall) * rtf
