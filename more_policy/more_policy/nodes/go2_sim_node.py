@@ -6,9 +6,9 @@ domain) and the front camera on the realsense-ros topic, so controller_node and 
 exactly as on the robot. The task scene, instruction and success checker come from
 :func:`more_policy.sim.env.make_env`; :class:`~more_policy.sim.bridge.Go2SimBridge` advances
 its physics in real time on its own thread (slowed down, never skipped, when the machine cannot
-keep up); the episode report (std_msgs/String,
-JSON: task, seed, instruction, success, failure, base pose, goal) goes out at 2 Hz. Frames
-are rendered on a second thread from a copy of the physics state, so LowState keeps its rate.
+keep up); the episode report (std_msgs/String, JSON: task, seed, instruction, success, failure,
+base pose, goal) goes out at 2 Hz. Frames are rendered on a second thread from a copy of the
+physics state, so LowState keeps its rate.
 """
 
 from __future__ import annotations
