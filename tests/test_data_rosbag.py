@@ -10,16 +10,11 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from more_policy.actions import ActionSpace
 from more_policy.data import DatasetError, EpisodeDataset
 from more_policy.data.ros_messages import ImageError, image_to_rgb
-from more_policy.data.rosbag import (
-    GO2_COMMAND,
-    MORE_MSG_TYPES,
-    convert_rosbag,
-    more_msgs_dir,
-    typestore,
-)
+from more_policy.data.rosbag import MORE_MSG_TYPES, convert_rosbag, more_msgs_dir, typestore
 from more_policy.data.validate import validate_dataset
 
 SPACE = ActionSpace()
+GO2_COMMAND = "more_msgs/msg/Go2Command"
 
 
 def make_msgs(store):

@@ -30,7 +30,6 @@ from more_policy.data.ros_messages import (
 )
 from more_policy.data.writer import EpisodeWriter
 
-GO2_COMMAND = "more_msgs/msg/Go2Command"
 MORE_MSG_TYPES = ("Go2Command", "PolicyStatus")
 DEFAULT_TOPICS = {"image": IMAGE_TOPIC, "instruction": INSTRUCTION_TOPIC,
                   "command": COMMAND_TOPIC}
