@@ -122,10 +122,10 @@ def bench_policy_node(checkpoint: str, frames: int, bag: Path) -> None:
 
 
 def bench_eval_bag(checkpoint: str, bag: Path) -> None:
-    from more_policy.model.checkpoint import load_model
+    from more_policy.model.loading import load_policy
     from more_policy.nodes.bag_eval import eval_bag
 
-    policy = load_model(checkpoint)
+    policy = load_policy(checkpoint)
     t0 = time.perf_counter()
     report = eval_bag(bag, policy, plot=False)
     elapsed = time.perf_counter() - t0

@@ -87,10 +87,10 @@ def train_walker(directory, max_steps: int = 400) -> np.ndarray:
     """Fine-tune a tiny random MoRE policy to always walk forward; save it; return its bins."""
     import torch
 
-    from more_policy.model.checkpoint import load_model
+    from more_policy.model.loading import load_policy
     from more_policy.sim.env import make_env
 
-    policy = load_model("random-tiny")
+    policy = load_policy("random-tiny")
     space = policy.action_space
     target = torch.as_tensor(space.encode(walk_command(space)))[None].repeat(4, 1)  # (4, 12)
     env = make_env(TASK, seed=SEED, image_size=(120, 160))

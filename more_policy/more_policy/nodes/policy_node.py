@@ -24,7 +24,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from more_msgs.msg import Go2Command, PolicyStatus
-from more_policy.model.checkpoint import QUANTIZATION_NAMES, load_model
+from more_policy.model.loading import QUANTIZATION_NAMES, load_policy
 from more_policy.nodes.interfaces import (
     COMMAND_QOS,
     INSTRUCTION_SUBSCRIPTION_QOS,
@@ -83,7 +83,7 @@ class PolicyNode(Node):
         if policy is None:
             self.get_logger().info(f"loading policy {self.params['checkpoint']!r} "
                                    f"({self.params['quantization']}, {self.params['device']})")
-            policy = load_model(self.params["checkpoint"], self.params["quantization"],
+            policy = load_policy(self.params["checkpoint"], self.params["quantization"],
                                  self.params["device"], self.params["seed"])
         self.policy = policy
         if self.params["prompt_template"]:
