@@ -32,6 +32,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from more_msgs.msg import Go2Command, PolicyStatus  # noqa: E402
+from more_policy.nodes.go2_command import to_go2_command  # noqa: E402
 from more_policy.nodes.interfaces import (  # noqa: E402
     COMMAND_QOS,
     INSTRUCTION_QOS,
@@ -221,7 +222,7 @@ def test_malformed_messages_on_every_input_kill_no_node(stack):
         [lambda f: setattr(f, "encoding", "32FC1"), lambda f: setattr(f, "height", 7),
          lambda f: setattr(f, "step", 1), lambda f: setattr(f, "data", b"")][k % 4](frame)
         images.publish(frame)
-        bad = space.to_go2_command(walk_command(space))
+        bad = to_go2_command(space, walk_command(space))
         setattr(bad, space.names[k % 11], [math.nan, math.inf, -math.inf][k % 3])
         commands.publish(bad)
         stack.instructions.publish(String(data=["", "   ", "x" * 5000, "\x00\x07\n"][k % 4]))
