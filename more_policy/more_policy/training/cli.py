@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 DESCRIPTION = ("train MoRE with offline RL or imitation (accelerate; for several "
                "processes/GPUs: accelerate launch -m more_policy.train ...)")
@@ -43,17 +44,33 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig.from_dict(apply_overrides(data, args.set))
 
 
+def checked_config(args: argparse.Namespace):
+    """The config, or None after saying what is wrong with it (before any work starts)."""
+    try:
+        return config_from_args(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from more_policy.training.loop import train
 
-    print(f"run directory: {train(config_from_args(args))}")
+    cfg = checked_config(args)
+    if cfg is None:
+        return 2
+    print(f"run directory: {train(cfg)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m more_policy.train`: the same as `more train`, launched once per process."""
     from more_policy.training.loop import train
 
     parser = argparse.ArgumentParser(prog="more_policy.train", description=DESCRIPTION)
     add_arguments(parser)
-    train(config_from_args(parser.parse_args(argv)))
+    cfg = checked_config(parser.parse_args(argv))
+    if cfg is None:
+        return 2
+    train(cfg)
     return 0

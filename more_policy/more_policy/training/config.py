@@ -109,8 +109,8 @@ def set_option(data: dict[str, Any], dotted_key: str, value: Any) -> None:
         if not isinstance(child, dict):
             what = "is not a section" if part in node else "does not exist"
             sections = sorted(k for k, v in node.items() if isinstance(v, dict))
-            raise ValueError(f"cannot set {dotted_key!r}: {'.'.join(path)!r} {what}; "
-                             f"sections here: {sections}")
+            raise ValueError(f"cannot set {dotted_key!r}: {'.'.join(path)!r} {what}"
+                             + (f"; sections there: {sections}" if sections else ""))
         node = child
     node[name] = value
 
