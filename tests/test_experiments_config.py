@@ -88,6 +88,8 @@ def test_config_sections_are_typed_and_typos_fail_on_load(tmp_path):
         ExperimentConfig.from_dict({"model": {"num_expert": 2}})
     with pytest.raises(ValueError, match="unknown training options"):
         ExperimentConfig.from_dict({"train": {"batchsize": 4}})
+    with pytest.raises(ValueError, match="unknown data options"):
+        ExperimentConfig.from_dict({"data": {"image_sise": 64}})
     with pytest.raises(ValueError, match="set by the experiment"):
         ExperimentConfig.from_dict({"train": {"max_steps": 4}})
     with pytest.raises(ValueError, match="contradicts"):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from more_policy.model.config import MoREConfig
-from more_policy.training.config import TrainConfig
+from more_policy.training.config import TrainConfig, section_from_dict
 
 # QUARD-Auto's four tasks: the only ones with sub-optimal (failed) trajectories in the paper.
 SUBOPTIMAL_TASKS = ("distinguish", "go_to", "go_through", "go_avoid")
@@ -63,7 +63,7 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
-            self.data = DataConfig(**self.data)
+            self.data = section_from_dict(DataConfig, self.data, "data")
         if isinstance(self.model, dict):
             self.model = MoREConfig.from_dict(self.model)
         if isinstance(self.train, dict):
@@ -102,10 +102,10 @@ class ExperimentConfig:
         if owned:
             raise ValueError(f"train options {owned} are set by the experiment itself; use its "
                              f"own fields (seed, model, max_train_steps / train_budget_s)")
-        objective = train.get("rl", {}).get("objective", data.get("objective", "q"))
-        if objective != data.get("objective", "q"):
-            raise ValueError(f"train.rl.objective {objective!r} contradicts objective "
-                             f"{data.get('objective', 'q')!r}; set only objective")
+        objective = data.get("objective", cls.objective)
+        if train.get("rl", {}).get("objective", objective) != objective:
+            raise ValueError(f"train.rl.objective {train['rl']['objective']!r} contradicts "
+                             f"objective {objective!r}; set only objective")
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
