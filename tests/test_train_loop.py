@@ -17,7 +17,7 @@ from test_data_quard import write_episode
 from more_policy.data import EpisodeDataset
 from more_policy.data.quard import convert_quard
 from more_policy.rl import RLConfig
-from more_policy.training import TrainConfig, lr_at, train
+from more_policy.training import TrainConfig, lr_at, time_train_steps, train
 from more_policy.training.cli import add_arguments, config_from_args
 
 CPU_DDP_CONFIG = Path(__file__).parents[1] / "configs" / "accelerate" / "cpu_ddp_2proc.yaml"
@@ -84,6 +84,12 @@ def test_time_budget_stops_early_with_a_checkpoint_and_final(dataset, tmp_path):
     from more_policy.model import MoREPolicy
 
     MoREPolicy.from_pretrained(run / "final")
+
+
+def test_step_timing_runs_real_steps_and_writes_nothing(dataset, tmp_path):
+    times = time_train_steps(config(dataset, tmp_path / "run", max_steps=10), steps=2)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    assert not (tmp_path / "run").exists()
 
 
 def test_killed_run_resumes_exactly(dataset, tmp_path):
