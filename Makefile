@@ -4,6 +4,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 RUN := source $(VENV)/bin/activate && export MUJOCO_GL=$${MUJOCO_GL:-egl} &&
 PYTEST_ARGS ?=
+# make bench BENCH="sim data": only bench_sim.py and bench_data.py
+BENCH ?=
 
 .PHONY: setup demo test test-fast lint bench clean
 
@@ -23,7 +25,7 @@ lint: setup
 	@$(RUN) ruff check .
 
 bench: setup
-	@$(RUN) for b in bench/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+	@$(RUN) python bench/run_all.py $(BENCH)
 
 clean:
 	rm -rf build ros2_ws/build ros2_ws/install ros2_ws/log outputs .pytest_cache

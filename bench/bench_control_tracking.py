@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import Report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "more_policy"))
@@ -48,7 +49,7 @@ def run_case(cmd: np.ndarray, seconds: float) -> dict:
             "trot_blend": float(gov.trot_blend)}
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0, help="simulated seconds per case")
     p.add_argument("--random-gaits", type=int, default=8, help="extra random gait cases")
@@ -72,13 +73,17 @@ def main() -> None:
         print(f"{name:<17} {v:6.2f} {w:6.2f} | {r['executed_speed']:6.2f} "
               f"{r['executed_yaw']:6.2f} {r['trot_blend']:5.2f} | {r['speed']:6.2f} "
               f"{r['yaw_rate']:6.2f} | {'FELL' if r['fell'] else 'no'}", flush=True)
-    print(f"falls: {falls}/{len(cases)}   (target: 0)")
-    print(f"speed error vs executed: mean {np.mean(v_err):.1%}, max {np.max(v_err):.1%}   "
-          f"(target: <= 15 %)")
-    print(f"yaw-rate error vs executed: mean {np.mean(w_err):.1%}, max {np.max(w_err):.1%}   "
-          f"(target: <= 15 %)")
-    print(f"{len(cases)} cases x {args.seconds:.0f} s in {time.perf_counter() - start:.0f} s")
+    report = Report()
+    report.add("falls", falls, f"of {len(cases)}", target=0)
+    with report.section("tracking errors"):
+        report.add("speed error vs executed, mean", 100 * np.mean(v_err), "%")
+        report.add("speed error vs executed, max", 100 * np.max(v_err), "%", target=15)
+        report.add("yaw-rate error vs executed, mean", 100 * np.mean(w_err), "%")
+        report.add("yaw-rate error vs executed, max", 100 * np.max(w_err), "%", target=15)
+    report.add(f"{len(cases)} cases x {args.seconds:.0f} s took", time.perf_counter() - start,
+               "s")
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import argparse
 import resource
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import Report
 
 from more_policy.actions import ActionSpace
 from more_policy.data import EpisodeDataset, EpisodeWriter
 
 QUARD_SAMPLES = 2_262_137  # QUARD 1,822,405 + QUARD-Auto 440,732
-TARGETS = {"bytes_per_sample": 40_000, "read_per_s": 300, "write_per_s": 100,
-           "reader_rss_growth_mib": 300}
+# name -> (target, unit, higher is better)
+TARGETS = {"bytes_per_sample": (40_000, "B", False), "read_per_s": (300, "1/s", True),
+           "write_per_s": (100, "1/s", True), "reader_rss_growth_mib": (300, "MiB", False)}
 
 
 def scene(rng: np.random.Generator, size: int, t: int) -> np.ndarray:
@@ -42,7 +43,7 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=60)
     parser.add_argument("--steps", type=int, default=80, help="steps per episode (16 s at 5 Hz)")
@@ -51,8 +52,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="decode threads (2nd run)")
     args = parser.parse_args()
     space, rng = ActionSpace(), np.random.default_rng(0)
-    root = Path(tempfile.mkdtemp(prefix="bench_data_")) / "d"
-    try:
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp, \
+            report.section("dataset write/read"):
+        root = Path(tmp) / "d"
         frames = [np.stack([scene(rng, args.size, t) for t in range(args.steps)])
                   for _ in range(min(args.episodes, 8))]
         commands = rng.uniform(space.low, space.high, (args.steps, 12))
@@ -78,19 +81,16 @@ def main() -> None:
         print(f"dataset: {args.episodes} episodes x {args.steps} steps, {args.size}x{args.size}"
               f" JPEG q95, {len(ds.meta['shards'])} shards, {size / 2**20:.1f} MiB")
         for name, value in got.items():
-            better = "<=" if name in ("bytes_per_sample", "reader_rss_growth_mib") else ">="
-            ok = value <= TARGETS[name] if better == "<=" else value >= TARGETS[name]
-            print(f"  {name:<24} {value:>12.1f}   target {better} {TARGETS[name]:<8} "
-                  f"{'OK' if ok else 'MISSED'}")
+            target, unit, higher = TARGETS[name]
+            report.add(name, value, unit, target, higher_is_better=higher)
         print("  read = transitions (s, a, r, s', done, MC return) with both frames decoded, "
-              f"one process, batches of 16; with {args.threads} decode threads: "
-              f"{read_rates[args.threads]:.1f}/s")
+              "one process, batches of 16")
+        report.add(f"read_per_s, {args.threads} decode threads", read_rates[args.threads], "1/s")
         print(f"  at QUARD scale ({QUARD_SAMPLES:,} samples): "
               f"{got['bytes_per_sample'] * QUARD_SAMPLES / 2**30:.1f} GiB on disk; one reader "
               f"process streams an epoch in {QUARD_SAMPLES / got['read_per_s'] / 3600:.1f} h")
-    finally:
-        shutil.rmtree(root.parent, ignore_errors=True)
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -11,10 +11,12 @@ one core assumes, and the updates that fit in an hour.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 
 import torch
+from common import Report
 
 TARGET_STEP_S = 0.8  # the 'small' preset assumes >= 4500 updates in an hour on one core
 
@@ -33,19 +35,23 @@ def main() -> int:
     from more_policy.experiments.reproduce import measure_step_seconds
 
     cfg = preset("small")
-    model = {**cfg.model, "backbone": args.backbone, "image_size": args.image_size}
-    cfg = cfg.with_overrides(model=model, train={**cfg.train, "batch_size": args.batch_size},
-                             data=cfg.data.__class__(image_size=args.image_size,
-                                                     expert_episodes=2, failed_episodes=1))
-    with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
+    cfg = cfg.with_overrides(
+        model=dataclasses.replace(cfg.model, backbone=args.backbone, image_size=args.image_size),
+        train=dataclasses.replace(cfg.train, batch_size=args.batch_size),
+        data=dataclasses.replace(cfg.data, image_size=args.image_size, expert_episodes=2,
+                                 failed_episodes=1))
+    report = Report()
+    label = f"{args.backbone} @ {args.image_size}px, batch {args.batch_size}, {args.threads} thr"
+    with report.section(f"{label}: s/step"), \
+            tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         data = build_datasets(cfg.data, tmp, progress=False)
         start = time.perf_counter()
         step_s = measure_step_seconds(cfg, data["paths"]["mixed"])
-        total = time.perf_counter() - start
-    print(f"{args.backbone} @ {args.image_size}px, batch {args.batch_size}, "
-          f"{args.threads} thread(s): {step_s:.3f} s/step (target <= {TARGET_STEP_S} s for "
-          f"the 'small' preset), {int(3600 / step_s)} updates/hour; timing took {total:.0f} s")
-    return 0
+        report.add(f"{label}: s/step", step_s, "s", target=TARGET_STEP_S,
+                   note="the 'small' preset's assumption")
+        report.add(f"{label}: updates/hour", 3600 / step_s, "1/h")
+        report.add("timing took", time.perf_counter() - start, "s")
+    return report.finish()
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import numpy as np
 import torch
+from common import Report, timed
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from more_policy.model import MoREConfig, MoREPolicy
@@ -24,30 +24,6 @@ from more_policy.model.mixlora import MixLoRAFFN
 from more_policy.model.quantization import weight_memory_bytes
 
 INSTRUCTION = "go to the red ball"
-
-
-def timed(fn, repeats: int, warmup: int = 2, sync=lambda: None, cpu: bool = False) -> np.ndarray:
-    """Milliseconds per call: wall clock, or this process's CPU time with ``cpu`` (steadier on
-    a shared machine, where other jobs stretch wall-clock figures; CPU-only work)."""
-    clock = time.process_time if cpu else time.perf_counter
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        sync()
-        times.append((clock() - t0) * 1e3)
-    return np.array(times)
-
-
-def row(name: str, value: str, target: str = "", verdict: str = "") -> None:
-    print(f"  {name:<46} {value:>22}  {target:<18} {verdict}")
-
-
-def check(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
 
 
 class ActionTokensOnly(LogitsProcessor):
@@ -67,32 +43,36 @@ def frame(policy: MoREPolicy, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
 
 
-def bench_act(policy: MoREPolicy, label: str, repeats: int, batch: int = 1, sync=lambda: None):
+def bench_act(report: Report, policy: MoREPolicy, label: str, repeats: int, batch: int = 1,
+              sync=lambda: None) -> float:
     images = [frame(policy, i) for i in range(batch)]
     texts = [INSTRUCTION] * batch
     t = timed(lambda: policy.act(images, texts), repeats, sync=sync)
     result = policy.act(images, texts)
-    row(f"{label} act() B={batch} p50 / p99", f"{np.percentile(t, 50):.1f} / "
-        f"{np.percentile(t, 99):.1f} ms", f"({1e3 / np.percentile(t, 50) * batch:.1f} actions/s)")
+    p50 = float(np.percentile(t, 50))
+    report.add(f"{label} act() B={batch} p50", p50, "ms",
+               note=f"{1e3 / p50 * batch:.1f} actions/s")
+    report.add(f"{label} act() B={batch} p99", np.percentile(t, 99), "ms")
     if policy.device.type == "cpu":
         t_cpu = timed(lambda: policy.act(images, texts), repeats, warmup=0, cpu=True)
-        row(f"{label} act() B={batch} CPU time p50", f"{np.percentile(t_cpu, 50):.1f} ms")
-    row(f"{label} act() prefill / decode (B={batch})",
-        f"{result.prefill_ms:.1f} / {result.decode_ms:.1f} ms")
-    return np.percentile(t, 50)
+        report.add(f"{label} act() B={batch} CPU time p50", np.percentile(t_cpu, 50), "ms")
+    report.add(f"{label} act() prefill B={batch}", result.prefill_ms, "ms")
+    report.add(f"{label} act() decode B={batch}", result.decode_ms, "ms")
+    return p50
 
 
-def bench_forward(policy: MoREPolicy, label: str, repeats: int, batch: int) -> None:
+def bench_forward(report: Report, policy: MoREPolicy, label: str, repeats: int,
+                  batch: int) -> None:
     """A training-style forward: teacher-forced Q logits for all 12 dimensions."""
     images = [frame(policy, i) for i in range(batch)]
     bins = torch.randint(0, policy.num_bins, (batch, 12))
     inputs = policy.prepare(images, [INSTRUCTION] * batch, bins)
     t = np.median(timed(lambda: policy(inputs), repeats, cpu=True))
-    target = ("~5 ms", check(t <= 7.5)) if label == "tiny" and batch == 1 else ("", "")
-    row(f"{label} forward (12 dims, teacher-forced) B={batch}", f"{t:.1f} ms CPU", *target)
+    target = 7.5 if label == "tiny" and batch == 1 else None  # ~5 ms, with 50 % headroom
+    report.add(f"{label} forward (12 dims, teacher-forced) B={batch}", t, "ms CPU", target)
 
 
-def bench_generate(policy: MoREPolicy, label: str, repeats: int) -> None:
+def bench_generate(report: Report, policy: MoREPolicy, label: str, repeats: int) -> None:
     images, texts = [frame(policy)], [INSTRUCTION]
     inputs = policy.prepare(images, texts)
     processors = LogitsProcessorList([ActionTokensOnly(policy.token_offset, policy.num_bins)])
@@ -110,14 +90,17 @@ def bench_generate(policy: MoREPolicy, label: str, repeats: int) -> None:
     t_act = np.median(timed(lambda: policy.act(images, texts), repeats, cpu=True))
     t_cached = np.median(timed(lambda: generate(True), repeats, cpu=True))
     t_uncached = np.median(timed(lambda: generate(False), max(3, repeats // 2), cpu=True))
-    row(f"{label} CPU ms act / generate cached / uncached",
-        f"{t_act:.1f} / {t_cached:.1f} / {t_uncached:.1f}", f"same tokens: {same}")
-    row(f"{label} act() speed-up vs uncached generate()", f"{t_uncached / t_act:.2f}x",
-        ">= 3x", check(t_uncached / t_act >= 3))
-    row(f"{label} act() speed-up vs cached generate()", f"{t_cached / t_act:.2f}x")
+    report.add(f"{label} act() tokens differ from generate()", float(not same), "bool", 0)
+    report.add(f"{label} act() CPU", t_act, "ms")
+    report.add(f"{label} generate() cached CPU", t_cached, "ms")
+    report.add(f"{label} generate() uncached CPU", t_uncached, "ms")
+    report.add(f"{label} act() speed-up vs uncached generate()", t_uncached / t_act, "x", 3,
+               higher_is_better=True)
+    report.add(f"{label} act() speed-up vs cached generate()", t_cached / t_act, "x")
 
 
-def bench_mixlora(hidden: int, inner: int, tokens: int, repeats: int, label: str) -> None:
+def bench_mixlora(report: Report, hidden: int, inner: int, tokens: int, repeats: int,
+                  label: str) -> None:
     from transformers import PersimmonConfig
     from transformers.models.persimmon.modeling_persimmon import PersimmonMLP
 
@@ -130,31 +113,29 @@ def bench_mixlora(hidden: int, inner: int, tokens: int, repeats: int, label: str
     with torch.no_grad():
         t_base = np.median(timed(lambda: mlp(x), repeats, cpu=True))
         t_moe = np.median(timed(lambda: moe(x), repeats, cpu=True))
-    row(f"MixLoRA vs MLP (CPU ms), {label}", f"{t_moe:.2f} / {t_base:.2f} ms = "
-        f"{t_moe / t_base:.2f}x", "<= 1.6x", check(t_moe / t_base <= 1.6))
+    report.add(f"MixLoRA / MLP CPU time, {label}", t_moe / t_base, "x", 1.6,
+               note=f"{t_moe:.2f} / {t_base:.2f} ms")
 
 
-def bench_memory() -> None:
-    sizes = {}
+def bench_memory(report: Report) -> None:
     for name, dtype, quant in [("fp32", "float32", None), ("bf16", "bfloat16", None),
                                ("int8", "float32", "int8"), ("nf4", "float32", "nf4")]:
         policy = MoREPolicy.from_config(MoREConfig(backbone="small", dtype=dtype),
                                         quantization=quant)
         adapters = sum(p.numel() * p.element_size() for p in policy.adapter_state_dict().values())
-        sizes[name] = weight_memory_bytes(policy.model) - adapters
+        report.add(f"small backbone weights {name}",
+                   (weight_memory_bytes(policy.model) - adapters) / 2**20, "MiB")
         del policy
-    row("small backbone weights fp32/bf16/int8/nf4",
-        " / ".join(f"{v / 2**20:.0f}" for v in sizes.values()) + " MiB")
     full = count_parameters(MoREConfig(backbone="full"))
-    row("Fuyu-8B MoRE parameters total / trainable", f"{full.total / 1e9:.3f} / "
-        f"{full.trainable / 1e9:.3f} B", "9.82 B (paper)",
-        check(abs(full.total - 9.82e9) < 0.05e9))
-    row("Fuyu-8B MoRE active per token", f"{full.active_per_token / 1e9:.3f} B")
-    row("Fuyu-8B bf16 weights (2 B/param)", f"{full.backbone * 2 / 2**30:.1f} GiB",
-        "17.5 GiB (measured)")
+    report.add("Fuyu-8B MoRE parameters, |total - 9.82 B (paper)|",
+               abs(full.total - 9.82e9) / 1e9, "B", 0.05, note=f"total {full.total / 1e9:.3f} B")
+    report.add("Fuyu-8B MoRE trainable parameters", full.trainable / 1e9, "B")
+    report.add("Fuyu-8B MoRE active per token", full.active_per_token / 1e9, "B")
+    report.add("Fuyu-8B bf16 weights (2 B/param)", full.backbone * 2 / 2**30, "GiB",
+               note="17.5 GiB measured")
 
 
-def bench_gpu(repeats: int) -> None:
+def bench_gpu(report: Report, repeats: int) -> None:
     device = torch.device("cuda")
     sync = torch.cuda.synchronize
     print(f"\n== GPU: {torch.cuda.get_device_name(device)} ==")
@@ -164,16 +145,15 @@ def bench_gpu(repeats: int) -> None:
                                                    adapter_dtype="bfloat16"),
                                         device="cuda", quantization=quant)
         label = f"Fuyu-8B {quant or 'bf16'}"
-        row(f"{label} weight memory", f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB")
-        p50 = bench_act(policy, label, repeats, sync=sync)
-        hz = 1e3 / p50
-        row(f"{label} act() rate B=1", f"{hz:.1f} Hz", ">= 10 Hz (bf16)",
-            check(hz >= 10) if quant is None else "")
-        bench_act(policy, label, max(3, repeats // 2), batch=16, sync=sync)
+        report.add(f"{label} weight memory", torch.cuda.memory_allocated() / 2**30, "GiB")
+        p50 = bench_act(report, policy, label, repeats, sync=sync)
+        report.add(f"{label} act() rate B=1", 1e3 / p50, "Hz", 10 if quant is None else None,
+                   higher_is_better=True)
+        bench_act(report, policy, label, max(3, repeats // 2), batch=16, sync=sync)
         del policy
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--gpu", action="store_true", help="also the full Fuyu-8B on CUDA")
@@ -182,25 +162,30 @@ def main() -> None:
     torch.set_grad_enabled(False)
     print(f"MoRE model bench: torch {torch.__version__}, {platform.processor() or 'cpu'}, "
           f"{torch.get_num_threads()} threads")
-    print(f"  {'measure':<46} {'value':>22}  {'target':<18}")
+    report = Report()
     for name in ("tiny", "small"):
-        policy = MoREPolicy.from_config(MoREConfig(backbone=name))
-        for batch in (1, 8):
-            bench_forward(policy, name, repeats, batch)
-        bench_act(policy, name, repeats)
-        if name == "small":
-            bench_act(policy, name, max(3, repeats // 4), batch=8)
-        bench_generate(policy, name, max(3, repeats // 2))
-        del policy
-    bench_mixlora(640, 2560, 90, repeats, "N=8 K=2 r=32, small dims")
-    bench_mixlora(4096, 16384, 32, max(3, repeats // 4), "N=8 K=2 r=32, Fuyu-8B dims")
-    bench_memory()
-    if args.gpu or torch.cuda.is_available():
-        if torch.cuda.is_available():
-            bench_gpu(repeats)
-        else:
-            print("no CUDA device: GPU figures skipped")
+        with report.section(f"{name} policy"):
+            policy = MoREPolicy.from_config(MoREConfig(backbone=name))
+            for batch in (1, 8):
+                bench_forward(report, policy, name, repeats, batch)
+            bench_act(report, policy, name, repeats)
+            if name == "small":
+                bench_act(report, policy, name, max(3, repeats // 4), batch=8)
+            bench_generate(report, policy, name, max(3, repeats // 2))
+            del policy
+    with report.section("MixLoRA layer"):
+        bench_mixlora(report, 640, 2560, 90, repeats, "N=8 K=2 r=32, small dims")
+        bench_mixlora(report, 4096, 16384, 32, max(3, repeats // 4),
+                      "N=8 K=2 r=32, Fuyu-8B dims")
+    with report.section("memory"):
+        bench_memory(report)
+    if torch.cuda.is_available():
+        with report.section("GPU"):
+            bench_gpu(report, repeats)
+    elif args.gpu:
+        print("no CUDA device: GPU figures skipped")
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -20,15 +20,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import Report, timed
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def line(name: str, value: float, unit: str, target: str) -> None:
-    print(f"{name:<48} {value:10.2f} {unit:<6} target {target}")
-
-
-def bench_conversion() -> None:
+def bench_conversion(report: Report) -> None:
     from more_policy.data.ros_messages import image_to_rgb
     from more_policy.nodes.messages import rgb_to_image
 
@@ -36,15 +33,10 @@ def bench_conversion() -> None:
     msg = rgb_to_image(rgb)
     for name, fn in (("rgb_to_image 640x480", lambda: rgb_to_image(rgb)),
                      ("image_to_rgb 640x480", lambda: image_to_rgb(msg))):
-        times = []
-        for _ in range(50):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        line(name + " (median)", 1e3 * float(np.median(times)), "ms", "< 2 ms")
+        report.add(name + " (median)", np.median(timed(fn, 50, warmup=0)), "ms", 2)
 
 
-def bench_policy_node(checkpoint: str, frames: int, bag: Path) -> None:
+def bench_policy_node(report: Report, checkpoint: str, frames: int, bag: Path) -> None:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
@@ -105,14 +97,16 @@ def bench_policy_node(checkpoint: str, frames: int, bag: Path) -> None:
                 latencies.append(arrived[-1][0] - sent)
             time.sleep(0.05)
         lat = 1e3 * np.array(latencies)
-        line(f"frame -> Go2Command p50 ({checkpoint}, 640x480)", np.median(lat), "ms",
-             "< 150 ms (tiny, CPU); 2-10 Hz on a GPU with Fuyu-8B")
-        line(f"frame -> Go2Command p90 ({checkpoint})", np.percentile(lat, 90), "ms", "")
-        line("commands answered", len(latencies), f"/{frames}", f"= {frames}")
+        report.add("commands answered", len(latencies), f"of {frames}", frames,
+                   higher_is_better=True)
+        # 150 ms: tiny on a CPU; with Fuyu-8B on a GPU the aim is 2-10 Hz.
+        report.add(f"frame -> Go2Command p50 ({checkpoint}, 640x480)", np.median(lat), "ms",
+                   150 if checkpoint == "random-tiny" else None)
+        report.add(f"frame -> Go2Command p90 ({checkpoint})", np.percentile(lat, 90), "ms")
         done = [s for s in statuses if s.total_ms > 0]
         for field in ("image_age_ms", "preprocess_ms", "prefill_ms", "decode_ms", "total_ms"):
-            line(f"  policy_node {field} p50", np.median([getattr(s, field) for s in done]),
-                 "ms", "")
+            report.add(f"policy_node {field} p50",
+                       np.median([getattr(s, field) for s in done]), "ms")
     finally:
         executor.shutdown()
         recorder.destroy_node()
@@ -122,30 +116,37 @@ def bench_policy_node(checkpoint: str, frames: int, bag: Path) -> None:
         node.wait(10)
 
 
-def bench_eval_bag(checkpoint: str, bag: Path) -> None:
-    from more_policy.model.checkpoint import load_model
+def bench_eval_bag(report: Report, checkpoint: str, bag: Path) -> None:
+    from more_policy.model.loading import load_policy
     from more_policy.nodes.bag_eval import eval_bag
 
-    policy = load_model(checkpoint)
+    policy = load_policy(checkpoint)
     t0 = time.perf_counter()
-    report = eval_bag(bag, policy, plot=False)
+    result = eval_bag(bag, policy, plot=False)
     elapsed = time.perf_counter() - t0
-    line("eval-bag samples/s", report["samples"] / elapsed, "1/s", "> 10 (tiny, CPU)")
-    line("eval-bag token accuracy vs its own recording", report["token_accuracy"], "", "= 1.00")
+    report.add("eval-bag samples/s", result["samples"] / elapsed, "1/s",
+               10 if checkpoint == "random-tiny" else None, higher_is_better=True)
+    report.add("eval-bag token accuracy vs its own recording", result["token_accuracy"], "",
+               1.0, higher_is_better=True)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="random-tiny")
     parser.add_argument("--frames", type=int, default=40)
     args = parser.parse_args()
     print(f"device: {os.uname().machine} CPU, {os.cpu_count()} cores (no GPU)")
-    bench_conversion()
+    report = Report()
+    with report.section("image conversion"):
+        bench_conversion(report)
     with tempfile.TemporaryDirectory() as tmp:
         bag = Path(tmp) / "bench_bag"
-        bench_policy_node(args.checkpoint, args.frames, bag)
-        bench_eval_bag(args.checkpoint, bag)
+        with report.section("policy_node latency"):
+            bench_policy_node(report, args.checkpoint, args.frames, bag)
+        with report.section("eval-bag"):
+            bench_eval_bag(report, args.checkpoint, bag)
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

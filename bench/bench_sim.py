@@ -19,6 +19,7 @@ import time
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
+from common import Report  # noqa: E402
 
 from more_policy.actions import ActionSpace  # noqa: E402
 from more_policy.sim.env import make_env  # noqa: E402
@@ -62,33 +63,40 @@ def bench_physics_mode(steps: int) -> float:
     return steps * env.policy_dt / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=50, help="expert episodes per task")
     parser.add_argument("--frames", type=int, default=200)
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"MUJOCO_GL={os.environ['MUJOCO_GL']}")
-    fps = bench_render(args.frames)
-    print(f"render 240x240            {fps:8.1f} frames/s   (target >= 30)")
-    rt = bench_command_mode(500, render=False)
-    print(f"command mode, no render   {rt:8.1f} x real time (target >= 20)")
-    rt = bench_command_mode(200, render=True)
-    print(f"command mode + 240 image  {rt:8.1f} x real time (target >= 20; 5 Hz frames)")
-    rt = bench_physics_mode(50)
-    print(f"physics mode (gait ctrl)  {rt:8.1f} x real time")
-    print(f"expert success over {args.episodes} seeded episodes per task (target >= 0.95):")
+    report = Report()
+    with report.section("render 240x240"):
+        report.add("render 240x240", bench_render(args.frames), "frames/s", 30,
+                   higher_is_better=True)
+    with report.section("command mode"):
+        report.add("command mode, no render", bench_command_mode(500, render=False),
+                   "x realtime", 20, higher_is_better=True)
+        report.add("command mode + 240 image", bench_command_mode(200, render=True),
+                   "x realtime", 20, higher_is_better=True, note="5 Hz frames")
+    with report.section("physics mode"):
+        report.add("physics mode (gait ctrl)", bench_physics_mode(50), "x realtime")
     for task in TASKS:
-        env = make_env(task, render=False)
-        start = time.perf_counter()
-        ok = [run_episode(task, episode_seed(1234, task, i), "expert", env=env).success
-              for i in range(args.episodes)]
-        print(f"  {task:<12} {np.mean(ok):5.2f}   ({(time.perf_counter() - start) / len(ok):.2f}"
-              f" s/episode)")
-    result = evaluate(RandomPolicy(), "all", episodes=min(args.episodes, 25), seed=1234,
-                      progress=False)
-    print(f"random policy average     {result.average:5.2f}   (target ~0)")
+        with report.section(f"expert success {task}"):
+            env = make_env(task, render=False)
+            start = time.perf_counter()
+            ok = [run_episode(task, episode_seed(1234, task, i), "expert", env=env).success
+                  for i in range(args.episodes)]
+            report.add(f"expert success {task}", np.mean(ok), "rate", 0.95,
+                       higher_is_better=True, note=f"{args.episodes} seeded episodes, "
+                       f"{(time.perf_counter() - start) / len(ok):.2f} s/episode")
+    with report.section("random policy average"):
+        result = evaluate(RandomPolicy(), "all", episodes=min(args.episodes, 25), seed=1234,
+                          progress=False)
+        # "~0": a random 12-d command should essentially never solve a task.
+        report.add("random policy average success", result.average, "rate", 0.05)
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

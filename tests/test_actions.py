@@ -142,17 +142,3 @@ def test_walk_these_ways_command_slots_and_defaults():
     assert wtw[WTW_SLOTS.index("roll")] == 0.0
     assert wtw[WTW_SLOTS.index("duration")] == WTW_DEFAULTS["duration"]
     np.testing.assert_allclose(SPACE.from_wtw_command(wtw), np.r_[values[:11], 0.0])
-
-
-def test_go2_command_message_round_trip():
-    pytest.importorskip("more_msgs.msg", reason="more_msgs is built by scripts/setup.sh")
-    values = SPACE.decode(np.arange(12) * 20)
-    values[11] = 1.0
-    bins = SPACE.encode(values)
-    msg = SPACE.to_go2_command(values, bins, token_offset=1000, episode_id=7)
-    assert msg.terminate and msg.episode_id == 7
-    assert list(msg.token_ids) == list(bins + 1000)
-    np.testing.assert_allclose(SPACE.from_go2_command(msg)[:11], values[:11], rtol=1e-6)
-    msg.vel_x = float("nan")
-    with pytest.raises(ActionSpaceError, match="vel_x"):
-        SPACE.from_go2_command(msg)

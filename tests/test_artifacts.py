@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from more_policy.model.checkpoint import load_model
+from more_policy.model.loading import load_policy
 from more_policy.sim.env import make_env
 
 pytestmark = pytest.mark.sim  # renders a MuJoCo frame
@@ -20,7 +20,7 @@ def test_committed_checkpoint_loads_and_acts_on_a_sim_frame():
     experiment = json.loads((CHECKPOINT / "experiment.json").read_text())
     summary = json.loads((CHECKPOINT / "summary.json").read_text())
     assert summary["name"] == experiment["name"] and summary["checkpoint"].endswith("final")
-    model = load_model(str(CHECKPOINT), None)
+    model = load_policy(str(CHECKPOINT), None)
     assert model.config.num_experts == experiment["model"]["num_experts"] == 8
     env = make_env("go_to", seed=10_000, image_size=(96, 96))
     try:

@@ -9,7 +9,7 @@ import pytest
 from test_data_quard import write_episode
 
 from more_policy.data.cli import register as register_data
-from more_policy.rl.cli import register as register_train
+from more_policy.training.cli import register as register_train
 
 
 def more(argv):

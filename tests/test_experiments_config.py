@@ -15,16 +15,16 @@ from more_policy.experiments.ablation import (
     markdown,
     variant_config,
 )
-from more_policy.model import MoREConfig
+from more_policy.model import MoREConfig, MoREConfigError
 from more_policy.model.counting import count_parameters
 
 
 def test_dense_lora_matches_the_moe_active_parameters_per_token():
     moe = preset("small").model
     dense = dense_equivalent(moe)
-    assert (dense["num_experts"], dense["top_k"], dense["lora_rank"]) == (1, 1, 64)
-    assert dense["lora_alpha"] / dense["lora_rank"] == moe["lora_alpha"] / moe["lora_rank"]
-    a, b = count_parameters(MoREConfig(**moe)), count_parameters(MoREConfig(**dense))
+    assert (dense.num_experts, dense.top_k, dense.lora_rank) == (1, 1, 64)
+    assert dense.lora_alpha / dense.lora_rank == moe.lora_alpha / moe.lora_rank
+    a, b = count_parameters(moe), count_parameters(dense)
     # identical per-token adapter parameters; only the (tiny) routers differ
     assert a.active_per_token - a.routers == b.active_per_token - b.routers
     assert b.experts < a.experts
@@ -36,7 +36,7 @@ def test_variants_change_only_what_the_ablation_names():
     assert all(c.seed == 3 and c.data == base.data for c in cfgs.values())
     assert (cfgs["more"].objective, cfgs["more"].use_suboptimal) == ("q", True)
     assert (cfgs["wo_rl"].objective, cfgs["wo_rl"].use_suboptimal) == ("il", False)
-    assert cfgs["wo_moe"].model["num_experts"] == 1 and cfgs["wo_moe"].use_suboptimal
+    assert cfgs["wo_moe"].model.num_experts == 1 and cfgs["wo_moe"].use_suboptimal
     assert (cfgs["wo_suboptimal"].objective, cfgs["wo_suboptimal"].use_suboptimal) == ("q", False)
     with pytest.raises(ValueError, match="unknown ablation variant"):
         variant_config(base, "wo_everything", 0)
@@ -74,3 +74,23 @@ def test_config_round_trips_and_rejects_bad_values(tmp_path):
         ExperimentConfig.from_dict({"nme": "x"})
     with pytest.raises(ValueError, match="unknown experiment preset"):
         preset("huge")
+
+
+def test_config_sections_are_typed_and_typos_fail_on_load(tmp_path):
+    cfg = ExperimentConfig.from_dict({"model": {"backbone": "tiny", "num_experts": 2},
+                                      "train": {"batch_size": 4}, "objective": "il"})
+    assert isinstance(cfg.model, MoREConfig) and cfg.model.num_experts == 2
+    train = cfg.train_config("data", tmp_path / "run", steps=30)
+    assert (train.batch_size, train.max_steps, train.save_every, train.seed) == (4, 30, 3, 0)
+    assert train.model == cfg.model and train.rl.objective == "il" and train.data == "data"
+    assert "max_steps" not in cfg.to_dict()["train"]  # the experiment plans it
+    with pytest.raises(MoREConfigError, match="num_expert"):
+        ExperimentConfig.from_dict({"model": {"num_expert": 2}})
+    with pytest.raises(ValueError, match="unknown training options"):
+        ExperimentConfig.from_dict({"train": {"batchsize": 4}})
+    with pytest.raises(ValueError, match="unknown data options"):
+        ExperimentConfig.from_dict({"data": {"image_sise": 64}})
+    with pytest.raises(ValueError, match="set by the experiment"):
+        ExperimentConfig.from_dict({"train": {"max_steps": 4}})
+    with pytest.raises(ValueError, match="contradicts"):
+        ExperimentConfig.from_dict({"objective": "q", "train": {"rl": {"objective": "il"}}})

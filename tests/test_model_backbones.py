@@ -6,7 +6,8 @@ import torch
 from test_model_policy import INSTRUCTIONS, images, perturb
 
 from more_policy.model import MoREConfig, MoREPolicy
-from more_policy.model.backbones import BackboneError, get_backbone
+from more_policy.model.backbone_registry import get_backbone
+from more_policy.model.backbones import BackboneError
 from more_policy.model.processor import make_fuyu_processor
 from more_policy.model.tokenizer import action_token, build_random_tokenizer
 

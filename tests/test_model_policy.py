@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 from more_policy.actions import ActionSpace
 from more_policy.model import MoREConfig, MoREPolicy
-from more_policy.model.backbones import BackboneError, get_backbone
+from more_policy.model.backbone_registry import get_backbone
+from more_policy.model.backbones import BackboneError
 
 CFG = MoREConfig(backbone="tiny", lora_rank=8, attn_lora_rank=8, lora_dropout=0.0)
 INSTRUCTIONS = ["go to the red ball", "crawl", "distinguish letter a from the other boxes"]

@@ -16,12 +16,13 @@ rclpy = pytest.importorskip("rclpy")
 more_msgs = pytest.importorskip("more_msgs.msg")
 
 from more_policy.actions import ActionSpace  # noqa: E402
+from more_policy.nodes.go2_command import to_go2_command  # noqa: E402
 
 
 def go2_command():
     space = ActionSpace()
     values = space.decode(np.arange(12) * 21)
-    return space.to_go2_command(values, token_offset=2000, episode_id=3)
+    return to_go2_command(space, values, token_offset=2000, episode_id=3)
 
 
 def policy_status():

@@ -31,9 +31,9 @@ IMAGE_AGE_MS, TOTAL_MS = 30.0, 50.0  # what the fake recording's statuses report
 
 @pytest.fixture(scope="module")
 def policy():
-    from more_policy.model.checkpoint import load_model
+    from more_policy.model.loading import load_policy
 
-    return load_model("random-tiny")
+    return load_policy("random-tiny")
 
 
 def frames(n: int, seed: int = 0) -> list[np.ndarray]:

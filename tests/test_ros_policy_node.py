@@ -96,7 +96,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack():
-    from more_policy.model.checkpoint import load_model
+    from more_policy.model.loading import load_policy
 
     with isolated_domain():
         rclpy.init()
@@ -108,7 +108,7 @@ def stack():
                                      {"checkpoint": "random-tiny", "max_rate_hz": 20.0,
                                       "image_max_age_s": 1.0})
             # The same checkpoint in this process: the node must answer exactly like it.
-            stack.policy = load_model("random-tiny")
+            stack.policy = load_policy("random-tiny")
             stack.steady, stack.stopper = pick_frames(stack.policy)
             assert stack.node.wait_for_output("policy ready", timeout=90), stack.node.output()
             yield stack

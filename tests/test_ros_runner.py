@@ -58,7 +58,7 @@ def test_parse_overrides_and_unknown_nodes():
 
 @pytest.mark.timeout(240)
 def test_run_sim_records_a_bag_that_eval_bag_reproduces(tmp_path):
-    from more_policy.model.checkpoint import load_model
+    from more_policy.model.loading import load_policy
 
     bag = tmp_path / "run"
     sdk_domain = random.randint(1, 99)
@@ -72,7 +72,7 @@ def test_run_sim_records_a_bag_that_eval_bag_reproduces(tmp_path):
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         try:
-            policy = load_model("random-tiny")  # meanwhile, for the offline replay
+            policy = load_policy("random-tiny")  # meanwhile, for the offline replay
             output, _ = runner.communicate(timeout=180)
         finally:
             if runner.poll() is None:

@@ -40,6 +40,7 @@ from more_policy.data.ros_messages import (  # noqa: E402
     INSTRUCTION_TOPIC,
     STATUS_TOPIC,
 )
+from more_policy.nodes.go2_command import to_go2_command  # noqa: E402
 from more_policy.nodes.interfaces import (  # noqa: E402
     COMMAND_QOS,
     INSTRUCTION_QOS,
@@ -87,10 +88,10 @@ def train_walker(directory, max_steps: int = 400) -> np.ndarray:
     """Fine-tune a tiny random MoRE policy to always walk forward; save it; return its bins."""
     import torch
 
-    from more_policy.model.checkpoint import load_model
+    from more_policy.model.loading import load_policy
     from more_policy.sim.env import make_env
 
-    policy = load_model("random-tiny")
+    policy = load_policy("random-tiny")
     space = policy.action_space
     target = torch.as_tensor(space.encode(walk_command(space)))[None].repeat(4, 1)  # (4, 12)
     env = make_env(TASK, seed=SEED, image_size=(120, 160))
@@ -221,7 +222,7 @@ def test_malformed_messages_on_every_input_kill_no_node(stack):
         [lambda f: setattr(f, "encoding", "32FC1"), lambda f: setattr(f, "height", 7),
          lambda f: setattr(f, "step", 1), lambda f: setattr(f, "data", b"")][k % 4](frame)
         images.publish(frame)
-        bad = space.to_go2_command(walk_command(space))
+        bad = to_go2_command(space, walk_command(space))
         setattr(bad, space.names[k % 11], [math.nan, math.inf, -math.inf][k % 3])
         commands.publish(bad)
         stack.instructions.publish(String(data=["", "   ", "x" * 5000, "\x00\x07\n"][k % 4]))

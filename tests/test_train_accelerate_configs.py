@@ -15,7 +15,7 @@ from torch import nn
 
 from more_policy.rl import RLConfig
 from more_policy.rl.objective import Objective
-from more_policy.train_backends import (
+from more_policy.training.backends import (
     check_parallelism,
     configure_deepspeed,
 )

@@ -17,7 +17,8 @@ from test_data_quard import write_episode
 from more_policy.data import EpisodeDataset
 from more_policy.data.quard import convert_quard
 from more_policy.rl import RLConfig
-from more_policy.train import TrainConfig, config_from_args, lr_at, train
+from more_policy.training import TrainConfig, lr_at, time_train_steps, train
+from more_policy.training.cli import add_arguments, config_from_args
 
 CPU_DDP_CONFIG = Path(__file__).parents[1] / "configs" / "accelerate" / "cpu_ddp_2proc.yaml"
 MODEL = {"backbone": "tiny", "num_experts": 4, "lora_rank": 4, "attn_lora_rank": 4,
@@ -85,13 +86,19 @@ def test_time_budget_stops_early_with_a_checkpoint_and_final(dataset, tmp_path):
     MoREPolicy.from_pretrained(run / "final")
 
 
+def test_step_timing_runs_real_steps_and_writes_nothing(dataset, tmp_path):
+    times = time_train_steps(config(dataset, tmp_path / "run", max_steps=10), steps=2)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    assert not (tmp_path / "run").exists()
+
+
 def test_killed_run_resumes_exactly(dataset, tmp_path):
     steps = 7
     reference = train(config(dataset, tmp_path / "ref", max_steps=steps, save_every=2))
     killed = tmp_path / "killed"
     script = textwrap.dedent(f"""
         import os, signal
-        from more_policy.train import TrainConfig, train
+        from more_policy.training import TrainConfig, train
         cfg = TrainConfig(data={str(dataset)!r}, out_dir={str(killed)!r}, model={MODEL!r},
                           batch_size=4, lr=3e-3, warmup_ratio=0.1, log_every=1,
                           max_steps={steps}, save_every=2, eval_every=5)
@@ -117,8 +124,6 @@ def test_warmup_cosine_schedule_and_cli_overrides(tmp_path):
     assert lr_at(55, cfg) == pytest.approx(0.55, abs=0.02) and lr_at(100, cfg) == 0.1
     import argparse
 
-    from more_policy.rl.cli import add_arguments
-
     p = argparse.ArgumentParser()
     add_arguments(p)
     (tmp_path / "c.yaml").write_text("batch_size: 3\nrl: {alpha: 0.2}\n")
@@ -127,9 +132,39 @@ def test_warmup_cosine_schedule_and_cli_overrides(tmp_path):
                                          "--set", "rl.beta=0.02"]))
     assert (cfg.batch_size, cfg.data, cfg.rl.objective, cfg.rl.alpha, cfg.rl.beta) == \
         (3, "d", "il", 0.2, 0.02)
-    assert cfg.model["num_experts"] == 2
-    with pytest.raises(ValueError, match="unknown training options"):
-        TrainConfig.from_dict({"batchsize": 3})
+    assert cfg.model.num_experts == 2
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.num_experts.x=2", "'model.num_experts' is not a section"),  # was silently dropped
+    ("optim.lr=0.1", "'optim' does not exist"),
+    ("model.num_expert=2", "unknown MoREConfig fields"),
+    ("rl.alfa=0.1", "unknown rl options"),
+    ("batchsize=3", "unknown training options"),
+    ("lr", "KEY=VALUE"),
+])
+def test_overrides_that_cannot_apply_are_rejected_by_name(override, message):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    with pytest.raises(ValueError, match=message):
+        config_from_args(p.parse_args(["--set", override]))
+
+
+def test_config_sections_are_typed_and_checked_before_any_work(tmp_path):
+    from more_policy.model import MoREConfig, MoREConfigError
+
+    cfg = TrainConfig(model={"backbone": "tiny", "num_experts": 2}, rl={"alpha": 0.1})
+    assert isinstance(cfg.model, MoREConfig) and cfg.model.num_experts == 2
+    assert cfg.rl == RLConfig(alpha=0.1)
+    (tmp_path / "c.json").write_text('{"model": {"top_k": 9}}')
+    with pytest.raises(MoREConfigError, match="top_k"):
+        TrainConfig.load(tmp_path / "c.json")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainConfig(mixed_precision="fp8")
+    saved = TrainConfig(data="d", model={"lora_rank": 4}).save(tmp_path)
+    assert TrainConfig.load(saved) == TrainConfig(data="d", model={"lora_rank": 4})
 
 
 @pytest.mark.slow
@@ -137,7 +172,7 @@ def test_two_processes_keep_identical_replicas(dataset, tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(textwrap.dedent(f"""
         import torch, torch.distributed as dist
-        from more_policy.train import TrainConfig, train
+        from more_policy.training import TrainConfig, train
 
         def record(step, model):
             assert dist.get_world_size() == 2 and dist.get_backend() == "gloo"

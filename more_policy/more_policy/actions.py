@@ -238,31 +238,10 @@ class ActionSpace:
             command[self.index(name)] = value
         return command
 
-    # -- more_msgs/Go2Command ------------------------------------------------------------
-    def to_go2_command(self, values: np.ndarray, bins: np.ndarray | None = None,
-                       token_offset: int | None = None, episode_id: int = 0,
-                       stamp: Any = None, frame_id: str = "base_link"):
-        """12-d command -> more_msgs/msg/Go2Command (values clipped, tokens -1 if unknown)."""
-        from more_msgs.msg import Go2Command
-
-        values = self.clip(values)
-        if bins is None:
-            bins = self.encode(values)
-        msg = Go2Command()
-        if stamp is not None:
-            msg.header.stamp = stamp
-        msg.header.frame_id = frame_id
-        for i, name in enumerate(self.names[:TERMINATE_INDEX]):
-            setattr(msg, name, float(values[i]))
-        msg.terminate = bool(self.is_terminate(values))
-        msg.action_bins = [int(b) for b in bins]
-        msg.token_ids = ([int(t) for t in self.bins_to_token_ids(bins, token_offset)]
-                         if token_offset is not None else [-1] * NUM_DIMS)
-        msg.episode_id = int(episode_id)
-        return msg
-
+    # -- more_msgs/Go2Command (built in nodes/go2_command.py) ---------------------------
     def from_go2_command(self, msg) -> np.ndarray:
-        """more_msgs/msg/Go2Command -> 12-d command; NaN/inf fields raise."""
+        """more_msgs/msg/Go2Command (rclpy or rosbags) -> 12-d command; NaN/inf fields raise.
+        Reads the named fields only, so no ROS import is needed here."""
         values = [float(getattr(msg, n)) for n in self.names[:TERMINATE_INDEX]]
         values.append(1.0 if msg.terminate else 0.0)
         return self._check_values(np.array(values))

@@ -15,7 +15,7 @@ COMMAND_MODULES = (
     "more_policy.actions_cli",
     "more_policy.model.cli",
     "more_policy.data.cli",
-    "more_policy.rl.cli",
+    "more_policy.training.cli",
     "more_policy.sim.cli",
     "more_policy.control.cli",
     "more_policy.nodes.cli",

@@ -49,9 +49,9 @@ def banner(text: str) -> None:
 
 
 def sim_closed_loop(policy_spec: str, out: Path, episodes: int, seed: int, videos: int):
-    from more_policy.sim.evaluate import evaluate, load_policy
+    from more_policy.sim.evaluate import evaluate, make_eval_policy
 
-    policy = load_policy(policy_spec)
+    policy = make_eval_policy(policy_spec)
     result = evaluate(policy, "all", episodes, seed, video_dir=out if videos else None,
                       videos_per_task=videos)
     result.save(out)
@@ -65,7 +65,7 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
     answered exactly what the model computes)."""
     from more_policy.data.ros_messages import EPISODE_TOPIC, IMAGE_TOPIC
     from more_policy.data.rosbag import read_bag
-    from more_policy.model.checkpoint import load_model
+    from more_policy.model.loading import load_policy
     from more_policy.nodes.bag_eval import eval_bag
     from more_policy.nodes.runner import run_stack
 
@@ -82,7 +82,7 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
     outcome = reports[-1]
     write_camera_video(frames, out / f"{task}.mp4")
     try:
-        report = eval_bag(bag, load_model(checkpoint), out / f"{task}_eval_bag")
+        report = eval_bag(bag, load_policy(checkpoint), out / f"{task}_eval_bag")
         outcome["bag_token_accuracy"] = report["token_accuracy"]
     except ValueError as e:  # e.g. the policy never acted (no frame reached it in time)
         outcome["bag_token_accuracy"] = None

@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from more_policy.experiments.config import ExperimentConfig
 from more_policy.experiments.reproduce import run_experiment
+from more_policy.model.config import MoREConfig
 from more_policy.plotting import pyplot
 from more_policy.sim.evaluate import TABLE_NAMES
 
@@ -34,16 +36,13 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          9: 2.262, 10: 2.228}
 
 
-def dense_equivalent(model: dict) -> dict:
-    """MoE fields -> one dense LoRA with the same per-token (active) adapter parameters:
+def dense_equivalent(model: MoREConfig) -> MoREConfig:
+    """MoE config -> one dense LoRA with the same per-token (active) adapter parameters:
     top_k experts of rank r on both FFN linears == one LoRA of rank top_k * r. lora_alpha is
     scaled with the rank so the update scale alpha / r stays the same."""
-    from more_policy.model import MoREConfig
-
-    cfg = MoREConfig(**model)
-    rank = cfg.top_k * cfg.lora_rank
-    return {**model, "num_experts": 1, "top_k": 1, "lora_rank": rank,
-            "lora_alpha": cfg.lora_alpha * rank / cfg.lora_rank}
+    rank = model.top_k * model.lora_rank
+    return replace(model, num_experts=1, top_k=1, lora_rank=rank,
+                   lora_alpha=model.lora_alpha * rank / model.lora_rank)
 
 
 def variant_config(base: ExperimentConfig, variant: str, seed: int) -> ExperimentConfig:

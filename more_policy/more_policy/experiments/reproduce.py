@@ -17,10 +17,11 @@ steps so that training fits ``train_budget_s``; the plan is saved so a rerun res
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
+import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -29,45 +30,16 @@ from more_policy.experiments.config import ExperimentConfig
 from more_policy.experiments.data import build_datasets
 from more_policy.experiments.evaluation import evaluate_checkpoint
 from more_policy.plotting import pyplot
+from more_policy.training import time_train_steps, train
+from more_policy.training.metrics import METRICS_FILE, read_metrics
 
 TIMING_STEPS = 3
 
 
-def train_config(cfg: ExperimentConfig, data_dir: str | Path, run_dir: Path, steps: int):
-    from more_policy.rl import RLConfig
-    from more_policy.train import TrainConfig
-
-    options = {"save_every": max(1, steps // 10), "keep_checkpoints": 1, **cfg.train}
-    return TrainConfig(data=str(data_dir), out_dir=str(run_dir), model=dict(cfg.model),
-                       rl=RLConfig(objective=cfg.objective), max_steps=steps, seed=cfg.seed,
-                       **options)
-
-
 def measure_step_seconds(cfg: ExperimentConfig, data_dir: str | Path) -> float:
-    """Median wall time of a few real optimizer steps (model, objective, data as in training)."""
-    from more_policy.data import EpisodeDataset
-    from more_policy.rl.objective import Objective
-    from more_policy.train import build_policy_model, to_batch
-
-    tcfg = train_config(cfg, data_dir, Path("unused"), 1)
-    dataset = EpisodeDataset(data_dir, gamma=tcfg.rl.gamma, seed=cfg.seed)
-    stream = dataset.stream(decode_threads=tcfg.decode_threads)
-    model = build_policy_model(tcfg, dataset.action_space)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=tcfg.lr)
-    objective = Objective(tcfg.rl, model, model.action_token_slice)
-    times = []
-    for _ in range(TIMING_STEPS + 1):  # the first step warms up allocators and caches
-        start = time.perf_counter()
-        loss, _ = objective(model, model, to_batch(stream.next_batch(tcfg.batch_size), model,
-                                                   "cpu"))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        objective.after_optimizer_step(model)
-        times.append(time.perf_counter() - start)
-    return float(sorted(times[1:])[len(times[1:]) // 2])
+    """Median wall time of a few real optimizer steps of this experiment's training run."""
+    times = time_train_steps(cfg.train_config(data_dir, "unused", 1), TIMING_STEPS + 1)
+    return float(statistics.median(times[1:]))  # the first step warms up allocators and caches
 
 
 def plan_steps(cfg: ExperimentConfig, data_dir: str | Path, plan_path: Path) -> dict:
@@ -92,8 +64,6 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, data_root: str
 
     ``finish_by`` (a time.time() value) shrinks the training budget so that, after the data
     is built, training plus ``eval_reserve_s`` of evaluation ends by then."""
-    from more_policy.train import train
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "experiment.json")
@@ -107,12 +77,12 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, data_root: str
     plan = plan_steps(cfg, data_dir, out / "plan.json")
     run_dir = out / "train"
     torch.manual_seed(cfg.seed)
-    tcfg = train_config(cfg, data_dir, run_dir, plan["steps"])
+    tcfg = cfg.train_config(data_dir, run_dir, plan["steps"])
     if finish_by is not None:  # the step plan is an estimate; the CPU may slow down later
         tcfg.max_seconds = max(1.0, finish_by - eval_reserve_s - time.time())
     train(tcfg)
     train_s = time.perf_counter() - started - data_s
-    curves = read_metrics(run_dir / "metrics.csv")
+    curves = read_metrics(run_dir / METRICS_FILE)
     last_step = max(step for step, _ in curves["loss"])
     stopped_at = last_step if last_step < plan["steps"] else None
     plot_losses(curves, out / "loss.png", cfg.name)
@@ -123,7 +93,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, data_root: str
                                   batch_size=cfg.eval_batch_size,
                                   name=cfg.name, progress=progress)
     summary = {"name": cfg.name, "seed": cfg.seed, "objective": cfg.objective,
-               "use_suboptimal": cfg.use_suboptimal, "model": cfg.model, "plan": plan,
+               "use_suboptimal": cfg.use_suboptimal, "model": asdict(cfg.model), "plan": plan,
                "datasets": datasets["tasks"], "data_dir": data_dir,
                "checkpoint": str(run_dir / "final"), "stopped_by_deadline_at": stopped_at,
                "final_losses": {k: v[-1][1] for k, v in curves.items() if v},
@@ -134,14 +104,6 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, data_root: str
                "eval_episodes_per_task": cfg.eval_episodes, "eval_seed": cfg.eval_seed}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
-    curves: dict[str, list[tuple[int, float]]] = {}
-    with open(path) as f:
-        for step, name, value in csv.reader(f):
-            curves.setdefault(name, []).append((int(step), float(value)))
-    return curves
 
 
 def plot_losses(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:

@@ -14,19 +14,20 @@ paper's: 8 experts, top-2, rank 32, on every decoder FFN, plus the attention LoR
 
 from __future__ import annotations
 
-from more_policy.experiments.config import DataConfig, ExperimentConfig
+from more_policy.experiments.config import DataConfig, ExperimentConfig, train_options
+from more_policy.model.config import MoREConfig
 
 
 def small() -> ExperimentConfig:
     return ExperimentConfig(
         name="more-small",
         data=DataConfig(image_size=96, expert_episodes=40, failed_episodes=40),
-        model={"backbone": "tiny", "image_size": 96, "num_experts": 8, "top_k": 2,
-               "lora_rank": 32, "lora_alpha": 64.0, "attn_lora_rank": 32,
-               "attn_lora_alpha": 64.0, "lora_dropout": 0.05},
+        model=MoREConfig(backbone="tiny", image_size=96, num_experts=8, top_k=2, lora_rank=32,
+                         lora_alpha=64.0, attn_lora_rank=32, attn_lora_alpha=64.0,
+                         lora_dropout=0.05),
         # A random tiny backbone needs a far larger step than the 2e-5 of fine-tuning Fuyu-8B.
-        train={"batch_size": 32, "lr": 1e-3, "warmup_ratio": 0.03, "log_every": 25,
-               "decode_threads": 1, "shuffle_block": 16},
+        train=train_options(batch_size=32, lr=1e-3, warmup_ratio=0.03, log_every=25,
+                            decode_threads=1, shuffle_block=16),
         train_budget_s=45 * 60, eval_episodes=16)
 
 
@@ -36,10 +37,10 @@ def smoke() -> ExperimentConfig:
         name="more-smoke",
         data=DataConfig(image_size=32, expert_episodes=1, failed_episodes=1,
                         max_attempts_per_failure=3, max_steps=30),
-        model={"backbone": "tiny", "image_size": 32, "num_experts": 4, "top_k": 2,
-               "lora_rank": 4, "attn_lora_rank": 4},
-        train={"batch_size": 4, "lr": 3e-3, "warmup_ratio": 0.1, "log_every": 1,
-               "decode_threads": 1},
+        model=MoREConfig(backbone="tiny", image_size=32, num_experts=4, top_k=2, lora_rank=4,
+                         attn_lora_rank=4),
+        train=train_options(batch_size=4, lr=3e-3, warmup_ratio=0.1, log_every=1,
+                            decode_threads=1),
         max_train_steps=4, eval_episodes=1, eval_max_steps=8, eval_batch_size=1)
 
 

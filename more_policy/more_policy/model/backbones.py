@@ -3,7 +3,8 @@
 A backbone adapter knows how to build (random config) or load (local checkpoint) its Hugging
 Face model, how images become pixel values and placeholder tokens, where the decoder layers'
 FFN linears live (for MixLoRA) and which attention linears take the plain LoRA. Adding an
-architecture is one subclass; :data:`BACKBONES` maps ``MoREConfig.backbone_kind`` to it.
+architecture is one subclass in its own file (fuyu.py, idefics3.py) plus one entry in
+backbone_registry.py, which maps ``MoREConfig.backbone_kind`` to it.
 """
 
 from __future__ import annotations
@@ -19,13 +20,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from more_policy.model.tokenizer import (
-    BEGIN_ANSWER_TOKEN,
-    BOS_TOKEN,
-    IMAGE_ROW_TOKEN,
-    IMAGE_TOKEN,
-    build_random_tokenizer,
-)
+from more_policy.model.tokenizer import BEGIN_ANSWER_TOKEN, build_random_tokenizer
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -96,7 +91,7 @@ def _quantized_from_random(model_cls, config, seed: int, dtype: torch.dtype,
 
 
 class BackboneAdapter:
-    """Interface every backbone implements (see FuyuBackbone for the reference one)."""
+    """Interface every backbone implements (see fuyu.py for the reference one)."""
 
     kind: str
     model_type: str  # config.json's model_type of a compatible checkpoint
@@ -173,73 +168,9 @@ class BackboneAdapter:
                      use_cache=use_cache, logits_to_keep=logits_to_keep, **extra)
 
 
-class FuyuBackbone(BackboneAdapter):
-    """Fuyu (the paper's backbone): raw 30x30 patches -> one linear -> Persimmon decoder."""
-
-    kind = "fuyu"
-    model_type = "fuyu"
-    ffn = FFNSpec(mlp_attr="mlp", up="dense_h_to_4h", down="dense_4h_to_h", act="act")
-    attention_targets = r".*self_attn\.(query_key_value|dense)"
-    default_image_size = {"tiny": 32, "small": 240, "full": 240}
-
-    # name -> (hidden, layers, heads, ffn, vocab, patch)
-    RANDOM = {"tiny": (64, 2, 4, 256, 512, 16), "small": (640, 10, 10, 2560, 8192, 30)}
-
-    def model_class(self):
-        from transformers import FuyuForCausalLM
-
-        return FuyuForCausalLM
-
-    def random_config(self, name: str):
-        from transformers import FuyuConfig
-
-        if name == "full":  # Fuyu-8B's architecture (random weights; for counting and benches)
-            return FuyuConfig(image_token_id=3, pad_token_id=0)
-        if name not in self.RANDOM:
-            raise BackboneError(f"unknown random Fuyu config {name!r}; known: "
-                                f"{sorted(self.RANDOM) + ['full']}")
-        hidden, layers, heads, ffn, vocab, patch = self.RANDOM[name]
-        text = dict(model_type="persimmon", vocab_size=vocab, hidden_size=hidden,
-                    intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
-                    max_position_embeddings=2048, hidden_act="relu2", qk_layernorm=True,
-                    partial_rotary_factor=0.5, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-        return FuyuConfig(text_config=text, patch_size=patch, image_size=self.default_image_size[
-            name], image_token_id=3, pad_token_id=0)
-
-    def pixel_values(self, images: np.ndarray, config) -> torch.Tensor:
-        # (B, H, W, 3) uint8 -> (B, num_patches, patch*patch*3), each patch (row, col, channel)
-        # flattened like FuyuImageProcessor.patchify_image; values scaled to [-1, 1].
-        b, h, w, c = images.shape
-        p = config.patch_size
-        if h % p or w % p:
-            raise BackboneError(f"image size {h}x{w} is not a multiple of the patch size {p}")
-        x = torch.from_numpy(images).float().mul_(2.0 / 255.0).sub_(1.0)
-        x = x.view(b, h // p, p, w // p, p, c).permute(0, 1, 3, 2, 4, 5)
-        return x.reshape(b, (h // p) * (w // p), p * p * c)
-
-    def image_prefix_ids(self, tokenizer, image_size: int, config) -> list[int]:
-        # Each patch row: one placeholder per patch, then the row-end token; then BOS.
-        per_row = image_size // config.patch_size
-        ids = tokenizer.convert_tokens_to_ids([IMAGE_TOKEN, IMAGE_ROW_TOKEN, BOS_TOKEN])
-        if ids[0] != config.image_token_id:
-            raise BackboneError(f"tokenizer's {IMAGE_TOKEN} id {ids[0]} != config.image_token_id "
-                                f"{config.image_token_id}")
-        return ([ids[0]] * per_row + [ids[1]]) * per_row + [ids[2]]
-
-
 def begin_answer_id(tokenizer) -> int:
     return tokenizer.convert_tokens_to_ids(BEGIN_ANSWER_TOKEN)
 
 
-def get_backbone(kind: str) -> BackboneAdapter:
-    if kind == "fuyu":
-        return FuyuBackbone()
-    if kind == "idefics3":
-        from more_policy.model.idefics3 import Idefics3Backbone
-
-        return Idefics3Backbone()
-    raise BackboneError(f"unknown backbone kind {kind!r}; known: ['fuyu', 'idefics3']")
-
-
-__all__ = ["BackboneAdapter", "BackboneError", "FFNSpec", "FuyuBackbone", "TORCH_DTYPES",
-           "begin_answer_id", "get_backbone", "resize_images"]
+__all__ = ["BackboneAdapter", "BackboneError", "FFNSpec", "TORCH_DTYPES", "begin_answer_id",
+           "resize_images"]

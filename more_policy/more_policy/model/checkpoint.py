@@ -9,7 +9,8 @@ Layout::
     tokenizer/                the tokenizer, action tokens included
 
 The frozen backbone is referenced by ``MoREConfig.backbone``: a local checkpoint path, or a
-random-config name rebuilt bit-identically from the stored seed.
+random-config name rebuilt bit-identically from the stored seed. This module knows the files
+only; it takes the policy class as an argument so that policy.py can import it (no circle).
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ CONFIG_FILE = "more_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 BACKBONE_CONFIG_FILE = "backbone_config.json"
 TOKENIZER_DIR = "tokenizer"
-RANDOM_CHECKPOINT_PREFIX = "random-"  # 'random-tiny' / 'random-small': untrained, for tests
-QUANTIZATION_NAMES = ("none", "int8", "nf4")  # as ROS parameters and CLI flags spell them
 
 
-def save_policy(policy, directory) -> Path:
+def save_pretrained(policy, directory) -> Path:
+    """MoREPolicy.save_pretrained: write ``policy``'s checkpoint directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     meta = {"format_version": FORMAT_VERSION, "config": policy.config.to_dict(),
@@ -55,7 +55,8 @@ def read_meta(directory) -> dict:
     return meta
 
 
-def load_policy(policy_cls, directory, quantization=None, device="cpu"):
+def load_pretrained(policy_cls, directory, quantization=None, device="cpu"):
+    """MoREPolicy.from_pretrained: rebuild the backbone, then load the adapter weights."""
     directory = Path(directory)
     meta = read_meta(directory)
     cfg = MoREConfig.from_dict(meta["config"])
@@ -67,20 +68,3 @@ def load_policy(policy_cls, directory, quantization=None, device="cpu"):
     state = load_file(directory / WEIGHTS_FILE, device=str(policy.device))
     policy.load_trainable_state_dict(state, strict=True)
     return policy
-
-
-def load_model(spec: str, quantization: str | None = "none", device: str = "cpu", seed: int = 0):
-    """A MoREPolicy from a checkpoint directory or 'random-<size>' (an untrained model of a
-    random config, e.g. random-tiny): what the nodes, `more eval` and `more demo` accept."""
-    from more_policy.model.policy import MoREPolicy
-
-    quantization = quantization or "none"
-    if quantization not in QUANTIZATION_NAMES:
-        raise ValueError(f"quantization must be one of {QUANTIZATION_NAMES}, got "
-                         f"{quantization!r}")
-    quantization = None if quantization == "none" else quantization
-    if spec.startswith(RANDOM_CHECKPOINT_PREFIX):
-        size = spec[len(RANDOM_CHECKPOINT_PREFIX):]
-        return MoREPolicy.from_config(MoREConfig(backbone=size), ActionSpace(), seed=seed,
-                                      device=device, quantization=quantization)
-    return MoREPolicy.from_pretrained(spec, quantization=quantization, device=device)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from more_policy.model.adapters import inject_more_adapters
-from more_policy.model.backbones import get_backbone
+from more_policy.model.backbone_registry import get_backbone
 from more_policy.model.config import MoREConfig
 
 PAPER_TOTAL = 9.82e9  # MoRE's reported total (Fuyu-8B + experts), arXiv 2503.08007

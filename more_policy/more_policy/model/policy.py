@@ -18,13 +18,10 @@ import torch
 from torch import nn
 
 from more_policy.actions import NUM_DIMS, ActionSpace
+from more_policy.model import checkpoint
 from more_policy.model.adapters import adapter_state_dict, inject_more_adapters
-from more_policy.model.backbones import (
-    TORCH_DTYPES,
-    begin_answer_id,
-    get_backbone,
-    resize_images,
-)
+from more_policy.model.backbone_registry import get_backbone
+from more_policy.model.backbones import TORCH_DTYPES, begin_answer_id, resize_images
 from more_policy.model.config import MoREConfig
 from more_policy.model.mixlora import MixLoRAFFN
 from more_policy.model.quantization import bnb_config
@@ -101,14 +98,11 @@ class MoREPolicy(nn.Module):
     @classmethod
     def from_pretrained(cls, directory, quantization: str | None = None,
                         device: str = "cpu") -> MoREPolicy:
-        from more_policy.model.checkpoint import load_policy
-
-        return load_policy(cls, directory, quantization=quantization, device=device)
+        return checkpoint.load_pretrained(cls, directory, quantization=quantization,
+                                          device=device)
 
     def save_pretrained(self, directory) -> None:
-        from more_policy.model.checkpoint import save_policy
-
-        save_policy(self, directory)
+        checkpoint.save_pretrained(self, directory)
 
     # -- parameters ----------------------------------------------------------------------
     @property

@@ -72,10 +72,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _eval_bag(args: argparse.Namespace) -> int:
-    from more_policy.model.checkpoint import load_model
+    from more_policy.model.loading import load_policy
     from more_policy.nodes.bag_eval import eval_bag
 
-    policy = load_model(args.checkpoint, args.quantization, args.device, args.seed)
+    policy = load_policy(args.checkpoint, args.quantization, args.device, args.seed)
     report = eval_bag(args.bag, policy, args.out, plot=not args.no_plot,
                       batch_size=args.batch_size)
     summary = {k: report[k] for k in ("samples", "token_accuracy", "action_accuracy",

@@ -33,7 +33,8 @@ from more_policy.data.ros_messages import (
     image_to_rgb,
     stamp_to_ns,
 )
-from more_policy.model.checkpoint import QUANTIZATION_NAMES, load_model
+from more_policy.model.loading import QUANTIZATION_NAMES, load_policy
+from more_policy.nodes.go2_command import to_go2_command
 from more_policy.nodes.interfaces import (
     COMMAND_QOS,
     INSTRUCTION_SUBSCRIPTION_QOS,
@@ -83,7 +84,7 @@ class PolicyNode(Node):
         if policy is None:
             self.get_logger().info(f"loading policy {self.params['checkpoint']!r} "
                                    f"({self.params['quantization']}, {self.params['device']})")
-            policy = load_model(self.params["checkpoint"], self.params["quantization"],
+            policy = load_policy(self.params["checkpoint"], self.params["quantization"],
                                  self.params["device"], self.params["seed"])
         self.policy = policy
         if self.params["prompt_template"]:
@@ -197,9 +198,9 @@ class PolicyNode(Node):
             if terminate:
                 self._running = False
         stamp = self.get_clock().now()
-        command = self.action_space.to_go2_command(
-            values, bins=np.asarray(result.bins)[0], token_offset=self.policy.token_offset,
-            episode_id=episode, stamp=stamp.to_msg())
+        command = to_go2_command(
+            self.action_space, values, bins=np.asarray(result.bins)[0],
+            token_offset=self.policy.token_offset, episode_id=episode, stamp=stamp.to_msg())
         self.command_pub.publish(command)
         total_ms = (stamp.nanoseconds - start_ns) / 1e6
         self._publish_status("terminated" if terminate else "running", instruction, episode,

@@ -116,7 +116,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from more_policy.sim.evaluate import evaluate, load_policy
+    from more_policy.sim.evaluate import evaluate, make_eval_policy
     from more_policy.sim.scenes import SceneError
 
     controller_factory = None
@@ -125,7 +125,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         controller_factory = GaitController
     try:
-        policy = load_policy(args.policy, args.quantization)
+        policy = make_eval_policy(args.policy, args.quantization)
         result = evaluate(policy, args.tasks, args.episodes, args.seed, mode=args.mode,
                           controller_factory=controller_factory, batch_size=args.batch_size,
                           image_size=args.image_size, colors=args.colors,

@@ -77,13 +77,13 @@ class CheckpointPolicy:
     needs_images = True
 
     def __init__(self, spec: str | Path, quantization: str | None = None, seed: int = 0):
-        from more_policy.model.checkpoint import RANDOM_CHECKPOINT_PREFIX, load_model
+        from more_policy.model.loading import RANDOM_CHECKPOINT_PREFIX, load_policy
 
         spec = str(spec)
         if not spec.startswith(RANDOM_CHECKPOINT_PREFIX) and not Path(spec).is_dir():
             raise FileNotFoundError(f"checkpoint directory {spec} does not exist")
         self.name = Path(spec).name
-        self.model = load_model(spec, quantization, seed=seed)
+        self.model = load_policy(spec, quantization, seed=seed)
         self.model.eval()
 
     def reset(self, slot: int, env: Go2TaskEnv, seed: int) -> None:
@@ -94,8 +94,9 @@ class CheckpointPolicy:
         return np.asarray(result.values, dtype=float)
 
 
-def load_policy(spec: str, quantization: str | None = None):
-    """'expert', 'random', a checkpoint directory or random-<size> (an untrained MoRE)."""
+def make_eval_policy(spec: str, quantization: str | None = None):
+    """The evaluation policy a spec names: 'expert', 'random', a MoRE checkpoint directory
+    or random-<size> (an untrained MoRE; see model/loading.py)."""
     if spec == "expert":
         return ExpertPolicy()
     if spec == "random":

@@ -17,6 +17,14 @@ the second layer: measured with torch 2.13 FSDP1 on 2 gloo processes.)
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 SUPPORTED_BACKENDS = ("one process, DDP (CPU or GPU) and DeepSpeed ZeRO stage 0, 1 or 2 "
                       "(see configs/accelerate/)")
 
@@ -61,3 +69,30 @@ def configure_deepspeed(deepspeed_plugin, batch_size: int, grad_accum: int,
         elif current != value:
             raise ValueError(f"DeepSpeed config sets {key}={current} but the training config "
                              f"needs {value}; set it to 'auto' in the DeepSpeed config")
+
+
+def make_accelerator(mixed_precision: str, batch_size: int, grad_accum: int,
+                     grad_clip: float) -> Accelerator:
+    """The Accelerator of this launch (one process, torchrun or `accelerate launch`), checked
+    against the backends above; ``mixed_precision`` 'auto' takes the launch config's value,
+    else bf16 where the GPU supports it."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    precision = mixed_precision
+    if precision == "auto":
+        precision = os.environ.get("ACCELERATE_MIXED_PRECISION") or (
+            "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no")
+    # cpu=True lets accelerate see a torchrun launch without GPUs as multi-process (gloo).
+    accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[
+        DistributedDataParallelKwargs(find_unused_parameters=True)])  # unrouted experts idle
+    check_parallelism(accelerator.distributed_type, accelerator.state.deepspeed_plugin,
+                      getattr(accelerator.state, "fsdp_plugin", None))
+    if is_deepspeed(accelerator):
+        configure_deepspeed(accelerator.state.deepspeed_plugin, batch_size, grad_accum,
+                            grad_clip)
+    return accelerator
+
+
+def is_deepspeed(accelerator: Accelerator) -> bool:
+    return accelerator.distributed_type.value == "DEEPSPEED"

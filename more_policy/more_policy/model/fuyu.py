@@ -1,0 +1,63 @@
+"""The paper's backbone: Fuyu (raw 30x30 patches -> one linear -> Persimmon decoder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from more_policy.model.backbones import BackboneAdapter, BackboneError, FFNSpec
+from more_policy.model.tokenizer import BOS_TOKEN, IMAGE_ROW_TOKEN, IMAGE_TOKEN
+
+
+class FuyuBackbone(BackboneAdapter):
+    """Fuyu (the paper's backbone): raw 30x30 patches -> one linear -> Persimmon decoder."""
+
+    kind = "fuyu"
+    model_type = "fuyu"
+    ffn = FFNSpec(mlp_attr="mlp", up="dense_h_to_4h", down="dense_4h_to_h", act="act")
+    attention_targets = r".*self_attn\.(query_key_value|dense)"
+    default_image_size = {"tiny": 32, "small": 240, "full": 240}
+
+    # name -> (hidden, layers, heads, ffn, vocab, patch)
+    RANDOM = {"tiny": (64, 2, 4, 256, 512, 16), "small": (640, 10, 10, 2560, 8192, 30)}
+
+    def model_class(self):
+        from transformers import FuyuForCausalLM
+
+        return FuyuForCausalLM
+
+    def random_config(self, name: str):
+        from transformers import FuyuConfig
+
+        if name == "full":  # Fuyu-8B's architecture (random weights; for counting and benches)
+            return FuyuConfig(image_token_id=3, pad_token_id=0)
+        if name not in self.RANDOM:
+            raise BackboneError(f"unknown random Fuyu config {name!r}; known: "
+                                f"{sorted(self.RANDOM) + ['full']}")
+        hidden, layers, heads, ffn, vocab, patch = self.RANDOM[name]
+        text = dict(model_type="persimmon", vocab_size=vocab, hidden_size=hidden,
+                    intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
+                    max_position_embeddings=2048, hidden_act="relu2", qk_layernorm=True,
+                    partial_rotary_factor=0.5, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+        return FuyuConfig(text_config=text, patch_size=patch, image_size=self.default_image_size[
+            name], image_token_id=3, pad_token_id=0)
+
+    def pixel_values(self, images: np.ndarray, config) -> torch.Tensor:
+        # (B, H, W, 3) uint8 -> (B, num_patches, patch*patch*3), each patch (row, col, channel)
+        # flattened like FuyuImageProcessor.patchify_image; values scaled to [-1, 1].
+        b, h, w, c = images.shape
+        p = config.patch_size
+        if h % p or w % p:
+            raise BackboneError(f"image size {h}x{w} is not a multiple of the patch size {p}")
+        x = torch.from_numpy(images).float().mul_(2.0 / 255.0).sub_(1.0)
+        x = x.view(b, h // p, p, w // p, p, c).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+    def image_prefix_ids(self, tokenizer, image_size: int, config) -> list[int]:
+        # Each patch row: one placeholder per patch, then the row-end token; then BOS.
+        per_row = image_size // config.patch_size
+        ids = tokenizer.convert_tokens_to_ids([IMAGE_TOKEN, IMAGE_ROW_TOKEN, BOS_TOKEN])
+        if ids[0] != config.image_token_id:
+            raise BackboneError(f"tokenizer's {IMAGE_TOKEN} id {ids[0]} != config.image_token_id "
+                                f"{config.image_token_id}")
+        return ([ids[0]] * per_row + [ids[1]]) * per_row + [ids[2]]
