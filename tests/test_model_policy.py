@@ -181,6 +181,27 @@ def test_save_load_round_trip(trained, bins, tmp_path):
                        loaded.act(images(), INSTRUCTIONS).bins)
 
 
+def test_built_and_loaded_policies_act_in_eval_mode_and_act_keeps_the_mode(bins, tmp_path):
+    # Issue 12 item 7: act() used to restore the outer module's training flag (True after
+    # construction), leaving LoRA dropout on for every later forward.
+    policy = MoREPolicy.from_config(MoREConfig(backbone="tiny", lora_rank=8, attn_lora_rank=8,
+                                               lora_dropout=0.5))
+    perturb(policy, std=0.05)
+    policy.save_pretrained(tmp_path)
+    loaded = MoREPolicy.from_pretrained(tmp_path)
+    inputs = policy.prepare(images(), INSTRUCTIONS, bins)
+    for model in (policy, loaded):
+        assert not any(m.training for m in model.modules())
+        before = model.q_values(inputs)
+        model.act(images(), INSTRUCTIONS)
+        assert not any(m.training for m in model.modules())
+        torch.testing.assert_close(model.q_values(inputs), before, atol=0, rtol=0)
+    policy.train()
+    policy.act(images(), INSTRUCTIONS)
+    assert all(m.training for m in policy.modules())
+    assert not torch.equal(policy.q_values(inputs), policy.q_values(inputs))  # dropout is live
+
+
 def test_trainable_state_swap_for_target_network(trained, bins):
     inputs = trained.prepare(images(), INSTRUCTIONS, bins)
     online = trained.q_values(inputs)

@@ -83,7 +83,8 @@ class MoREPolicy(nn.Module):
         self._image_prefix = self.backbone_adapter.image_prefix_ids(tokenizer, self.image_size,
                                                                     model.config)
         self._begin_answer = begin_answer_id(tokenizer)
-        self.model.eval()
+        # Built or loaded policies start in eval mode (no LoRA dropout); a trainer calls train().
+        self.eval()
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -246,16 +247,9 @@ class MoREPolicy(nn.Module):
 
         With ``use_cache`` the image+prompt prefix runs once and each of the 12 steps feeds one
         token through the KV cache; without it every step re-runs the whole sequence (the
-        reference the cached path must equal). Runs in eval mode (no LoRA dropout).
+        reference the cached path must equal). Never changes the module's mode: a policy is in
+        eval mode once built or loaded; after training, call ``eval()`` before acting.
         """
-        was_training = self.training
-        self.eval()
-        try:
-            return self._act(images, instructions, use_cache)
-        finally:
-            self.train(was_training)
-
-    def _act(self, images, instructions: list[str], use_cache: bool) -> ActResult:
         device = self.device
         t0 = time.perf_counter()
         inputs = self.prepare(images, instructions)
