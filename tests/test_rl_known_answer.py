@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 from more_policy.rl import Objective, RLConfig
@@ -73,7 +74,8 @@ def as_batch(transitions):
     return {"state": torch.tensor(s), "next_state": torch.tensor(n),
             "action_bins": torch.tensor(a), "rewards": torch.tensor(r, dtype=torch.float32),
             "dones": torch.tensor(d, dtype=torch.float32),
-            "mc_returns": torch.tensor(g, dtype=torch.float32)}
+            "mc_returns": torch.tensor(g, dtype=torch.float32),
+            "transition_ids": torch.arange(len(transitions))[:, None]}
 
 
 def train(cfg, transitions, steps, lr=0.1, seed=0):
@@ -91,7 +93,9 @@ def train(cfg, transitions, steps, lr=0.1, seed=0):
     return model, metrics
 
 
-def test_q_learning_reaches_exact_q_star():
+@pytest.mark.parametrize("target", [{"tau": 0.7},  # per-step EMA
+                                    {"target_mode": "periodic", "target_refresh_every": 4}])
+def test_q_learning_reaches_exact_q_star(target):
     def behaviour(s, rng):
         u = rng.random()
         if u < 0.6:
@@ -105,7 +109,7 @@ def test_q_learning_reaches_exact_q_star():
     assert covered == {(s, a) for s in range(HORIZON) for a in ACTIONS}  # full coverage
     # alpha = 0: the conservative term deliberately biases values below Q*; Q* is the fixed
     # point of the TD term alone.
-    cfg = RLConfig(gamma=GAMMA, tau=0.7, alpha=0.0, conservative_vocab=False)
+    cfg = RLConfig(gamma=GAMMA, alpha=0.0, conservative_vocab=False, **target)
     model, metrics = train(cfg, data, steps=400, lr=0.3)
     q_star = exact_q()
     worst = 0.0

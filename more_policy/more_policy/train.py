@@ -182,7 +182,7 @@ def to_batch(samples: dict[str, Any], model: nn.Module, device) -> dict[str, Any
     next_state = model.make_state(samples["next_images"], samples["instructions"])
     out = {k: v.to(device) if isinstance(v, torch.Tensor) else v
            for k, v in (("state", state), ("next_state", next_state))}
-    for key in ("action_bins", "rewards", "dones", "mc_returns"):
+    for key in ("action_bins", "rewards", "dones", "mc_returns", "transition_ids"):
         out[key] = samples[key].to(device)
     return out
 
@@ -269,7 +269,8 @@ def evaluate(objective: Objective, unwrapped: nn.Module, stream, cfg: TrainConfi
     totals: dict[str, float] = {}
     for _ in range(cfg.eval_batches):
         _, metrics = objective(unwrapped, unwrapped,
-                               to_batch(stream.next_batch(cfg.batch_size), unwrapped, device))
+                               to_batch(stream.next_batch(cfg.batch_size), unwrapped, device),
+                               fresh_targets=True)
         for k, v in metrics.items():
             totals[f"eval/{k}"] = totals.get(f"eval/{k}", 0.0) + float(v) / cfg.eval_batches
     unwrapped.train()

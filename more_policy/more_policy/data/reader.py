@@ -261,6 +261,7 @@ def collate_transitions(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "rewards": torch.tensor([s["reward"] for s in samples], dtype=torch.float32),  # (B,)
         "dones": torch.tensor([s["done"] for s in samples], dtype=torch.float32),  # (B,)
         "mc_returns": torch.tensor([s["mc_return"] for s in samples], dtype=torch.float32),
+        "transition_ids": torch.tensor([[s["episode_index"], s["step"]] for s in samples]),  # (B,2)
     }
 
 
