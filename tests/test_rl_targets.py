@@ -106,3 +106,23 @@ def test_target_mode_validation():
         RLConfig(target_mode="polyak")
     with pytest.raises(ValueError, match="target_refresh_every"):
         RLConfig(target_mode="periodic", target_refresh_every=0)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no CPU bf16 kernels")
+def test_bf16_autocast_loss_and_gradients_track_float32(model):
+    """The GPU mixed-precision path (accelerate's bf16 autocast), run on the CPU."""
+    objective = Objective(RLConfig(), model, model.action_token_slice)
+    batch = make_batch(model)
+    model.eval()  # same forward twice, no dropout
+    grads = {}
+    for precision in ("fp32", "bf16"):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss, metrics = objective(model, model, batch)
+        loss.backward()
+        grads[precision] = (loss.item(), torch.cat([p.grad.flatten() for p in
+                                                    model.parameters() if p.grad is not None]))
+        assert torch.isfinite(grads[precision][1]).all()
+    (loss32, g32), (loss16, g16) = grads["fp32"], grads["bf16"]
+    assert loss16 == pytest.approx(loss32, rel=0.05)
+    assert torch.nn.functional.cosine_similarity(g32, g16, dim=0) > 0.9

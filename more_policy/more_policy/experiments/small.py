@@ -23,7 +23,7 @@ def small() -> ExperimentConfig:
         data=DataConfig(image_size=96, expert_episodes=40, failed_episodes=40),
         model={"backbone": "tiny", "image_size": 96, "num_experts": 8, "top_k": 2,
                "lora_rank": 32, "lora_alpha": 64.0, "attn_lora_rank": 32,
-               "attn_lora_alpha": 64.0, "lora_dropout": 0.05},
+               "attn_lora_alpha": 64.0, "lora_dropout": 0.0},
         # A random tiny backbone needs a far larger step than the 2e-5 of fine-tuning Fuyu-8B.
         train={"batch_size": 32, "lr": 1e-3, "warmup_ratio": 0.03, "log_every": 25,
                "decode_threads": 1, "shuffle_block": 16},

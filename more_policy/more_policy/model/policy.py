@@ -9,6 +9,7 @@ are left-padded so every sample's answer starts at the same column; position ids
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ class MoREPolicy(nn.Module):
         self._image_prefix = self.backbone_adapter.image_prefix_ids(tokenizer, self.image_size,
                                                                     model.config)
         self._begin_answer = begin_answer_id(tokenizer)
+        self._prompt_ids = functools.lru_cache(maxsize=4096)(self._tokenize)  # same few prompts
         # Built or loaded policies start in eval mode (no LoRA dropout); a trainer calls train().
         self.eval()
 
@@ -161,9 +163,8 @@ class MoREPolicy(nn.Module):
         if len(images) != len(instructions) or not instructions:
             raise ValueError(f"need one instruction per image, got {len(images)} images and "
                              f"{len(instructions)} instructions")
-        prompts = [self.config.format_prompt(text) for text in instructions]
-        text_ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        seqs = [self._image_prefix + ids + [self._begin_answer] for ids in text_ids]
+        seqs = [[*self._image_prefix, *self._prompt_ids(self.config.format_prompt(text)),
+                 self._begin_answer] for text in instructions]
         length = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id or 0
         input_ids = torch.full((len(seqs), length), pad, dtype=torch.long)
@@ -192,6 +193,9 @@ class MoREPolicy(nn.Module):
         device, dtype = self.device, TORCH_DTYPES[self.config.dtype]
         return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
                 for k, v in inputs.items()}
+
+    def _tokenize(self, prompt: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     # -- forward -------------------------------------------------------------------------
     @contextlib.contextmanager
