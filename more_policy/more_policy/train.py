@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from more_policy.data import EpisodeDataset
+from more_policy.data import BatchPrefetcher, EpisodeDataset
 from more_policy.rl.objective import Objective, QOutput, RLConfig
 from more_policy.train_backends import (
     check_parallelism,
@@ -320,7 +320,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
                              rank=accelerator.process_index,
                              world_size=accelerator.num_processes,
                              shuffle_block=cfg.shuffle_block)
-    stream = dataset.stream(decode_threads=cfg.decode_threads)
+    stream = BatchPrefetcher(dataset.stream(decode_threads=cfg.decode_threads), cfg.batch_size)
     if model is None:
         model = build_policy_model(cfg, dataset.action_space)
     model.train()
@@ -391,6 +391,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
             break
     bar.close()
     logger.close()
+    stream.close()
     if accelerator.is_main_process and hasattr(unwrapped, "policy"):
         unwrapped.policy.save_pretrained(out_dir / "final")
     accelerator.wait_for_everyone()
