@@ -13,6 +13,9 @@ with other jobs slows them alike. Times are this process's CPU time (one torch t
   target mode, its target cost amortised over a refresh period at the preset's dataset size.
 Phases: data (read, decode, collate), target, online forward (+ loss), backward, optimizer
 (clip + AdamW), EMA. Target: the RL update takes >= 3x fewer CPU-seconds than the baseline.
+
+Learning effect of the target mode: updates until max |Q - Q*| < 0.02 on the known-answer MDP
+(rl/chain_mdp.py), per-step EMA against a periodic snapshot of the same time scale (1/(1-tau)).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from more_policy.actions import ActionSpace
 from more_policy.data import EpisodeDataset, EpisodeWriter
 from more_policy.experiments import preset
 from more_policy.model import QUART_PROMPT_TEMPLATE
+from more_policy.rl import chain_mdp
 from more_policy.rl.losses import bellman_targets
 from more_policy.rl.objective import Objective, RLConfig
 from more_policy.train import TrainConfig, build_policy_model, to_batch
@@ -137,11 +141,35 @@ def report(title: str, baseline: dict[str, float], rows: dict[str, dict[str, flo
     return ratios
 
 
+def updates_to_q_star(target: dict, max_updates: int = 3000, every: int = 10) -> int | None:
+    data = chain_mdp.rollouts(chain_mdp.exploratory, episodes=400, seed=0)
+    q_star, reached = chain_mdp.exact_q(), []
+
+    def check(i, model):
+        if not reached and i % every == every - 1 and chain_mdp.q_error(model, q_star) < 0.02:
+            reached.append(i + 1)
+
+    cfg = RLConfig(gamma=chain_mdp.GAMMA, alpha=0.0, conservative_vocab=False, **target)
+    chain_mdp.fit(cfg, data, steps=max_updates, lr=0.3, on_step=check)
+    return reached[0] if reached else None
+
+
+def learning_effect() -> None:
+    print("\nTarget mode vs learning: updates until max |Q - Q*| < 0.02 (known-answer MDP)")
+    for scale in (10, 100):
+        ema = updates_to_q_star({"tau": 1 - 1 / scale})
+        periodic = updates_to_q_star({"target_mode": "periodic", "target_refresh_every": scale})
+        print(f"  time scale {scale:>4} updates: ema {ema or '> 3000':>6}   periodic "
+              f"{periodic or '> 3000':>6}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=6, help="timed steps per setup")
     p.add_argument("--refresh-every", type=int, default=2000,
                    help="periodic target mode: updates between snapshots")
+    p.add_argument("--skip-learning", action="store_true",
+                   help="skip the target-mode learning comparison")
     args = p.parse_args()
     torch.set_num_threads(1)
     exp = preset("small")
@@ -178,6 +206,8 @@ def main() -> int:
     print(f"  (periodic: refresh every {args.refresh_every} updates, target cost x{amortised:.2f}"
           f" for {PRESET_TRANSITIONS} transitions)")
     report("IL update", il_setups[0].per_update(), {"new": il_setups[1].per_update()})
+    if not args.skip_learning:
+        learning_effect()
     verdict = "OK" if rl["new"] >= TARGET_SPEEDUP else "MISSED"
     print(f"\nRL update speed-up (new, EMA target): {rl['new']:.2f}x (target >= "
           f"{TARGET_SPEEDUP:.0f}x) {verdict}")
