@@ -223,19 +223,28 @@ class MoREPolicy(nn.Module):
         num_dims = NUM_DIMS if "action_bins" in inputs else 1
         out = self._backbone(inputs, keep=num_dims)
         vocab_logits = out.logits.float()  # (B, D, V)
-        action_logits = self._action_logits(vocab_logits, first_dim=0)  # (B, D, num_bins)
+        action_logits = self._with_dim_bias(  # (B, D, num_bins)
+            vocab_logits[..., self.token_offset:self.token_offset + self.num_bins], first_dim=0)
         stats = [layer.last_stats for layer in self.moe_layers]
         balance = torch.stack([s.balance_loss() for s in stats]).mean()
         router_stats = {"top1_fraction": torch.stack([s.top1_fraction for s in stats]),
                         "mean_probs": torch.stack([s.mean_probs.detach() for s in stats])}
         return MoREOutput(action_logits, vocab_logits, balance, router_stats)
 
-    def _action_logits(self, logits: torch.Tensor, first_dim: int) -> torch.Tensor:
-        """(B, D, V) logits at the positions of dimensions first_dim.. -> (B, D, num_bins)
-        action-token logits with each dimension's bias added."""
+    def _with_dim_bias(self, action: torch.Tensor, first_dim: int) -> torch.Tensor:
+        """(B, D, num_bins) action-token logits at the positions of dimensions first_dim..
+        -> the same with each dimension's bias added (float32)."""
         bias = self.model.get_output_embeddings().dim_bias  # (12, num_bins)
-        action = logits[..., self.token_offset:self.token_offset + self.num_bins].float()
-        return action + bias[first_dim:first_dim + action.shape[1]].float()
+        return action.float() + bias[first_dim:first_dim + action.shape[1]].float()
+
+    @contextlib.contextmanager
+    def _action_columns_only(self) -> Iterator[None]:
+        head = self.model.get_output_embeddings()
+        head.action_only = True
+        try:
+            yield
+        finally:
+            head.action_only = False
 
     def q_values(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """sigmoid(action logits): (B, 12, num_bins) (or (B, 1, num_bins) without bins)."""
@@ -254,6 +263,10 @@ class MoREPolicy(nn.Module):
         reference the cached path must equal). Never changes the module's mode: a policy is in
         eval mode once built or loaded; after training, call ``eval()`` before acting.
         """
+        with self._action_columns_only():
+            return self._act(images, instructions, use_cache)
+
+    def _act(self, images, instructions: list[str], use_cache: bool) -> ActResult:
         device = self.device
         t0 = time.perf_counter()
         inputs = self.prepare(images, instructions)
@@ -266,7 +279,7 @@ class MoREPolicy(nn.Module):
         bins, qs = [], []
         mask, pos, ids = inputs["attention_mask"], inputs["position_ids"], inputs["input_ids"]
         for step in range(NUM_DIMS):
-            logits = self._action_logits(out.logits[:, -1:], first_dim=step)[:, 0]  # (B, A)
+            logits = self._with_dim_bias(out.logits[:, -1:], first_dim=step)[:, 0]  # (B, A)
             best = logits.argmax(dim=-1)  # (B,)
             bins.append(best)
             qs.append(torch.sigmoid(logits.gather(-1, best[:, None]))[:, 0])
