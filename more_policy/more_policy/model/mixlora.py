@@ -124,27 +124,23 @@ class MixLoRAFFN(nn.Module):
                      mid_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Expert k's ``scale * B_k A_k`` on its own slice of the grouped pairs: (P, d_out).
 
-        Scales go on the rank-r side (the LoRA scaling on A, ``mid_scale`` (P, 1) on x A) and
-        ``add`` (P, d_out) is fused into the last matmul: no extra pass over (P, d_out)."""
-        a = a * self.scaling  # (N, d_in, r): cheaper than scaling the (P, d_out) result
+        The LoRA scaling and ``mid_scale`` (P, 1) multiply the rank-r product x A, and ``add``
+        (P, d_out) is fused into the last matmul: no extra pass over (P, d_out)."""
+        scale = self.scaling if mid_scale is None else mid_scale * self.scaling  # () or (P, 1)
         if counts is None:
             # Few pairs (decoding): gather each pair's expert matrices, two batched matmuls
             # instead of one pair of small matmuls per expert.
-            mid = torch.bmm(xs.unsqueeze(1), a[pair_expert])  # (P, 1, r)
-            if mid_scale is not None:
-                mid = mid * mid_scale.unsqueeze(1).to(mid.dtype)
-            out = torch.bmm(mid, b[pair_expert]).squeeze(1)
+            mid = torch.bmm(xs.unsqueeze(1), a[pair_expert]).squeeze(1) * scale  # (P, r)
+            out = torch.bmm(mid.unsqueeze(1), b[pair_expert]).squeeze(1)
             return out if add is None else add + out.to(add.dtype)
         chunks = torch.split(xs, counts)
-        scales = torch.split(mid_scale, counts) if mid_scale is not None else [None] * len(counts)
+        scales = torch.split(scale, counts) if mid_scale is not None else [scale] * len(counts)
         adds = torch.split(add, counts) if add is not None else [None] * len(counts)
         out = []
         for k, (c, m, base) in enumerate(zip(chunks, scales, adds)):
             if not c.shape[0]:
                 continue
-            mid = c @ a[k]  # (P_k, r)
-            if m is not None:
-                mid = mid * m.to(mid.dtype)
+            mid = (c @ a[k]) * m  # (P_k, r)
             if base is None:
                 out.append(mid @ b[k])
             elif base.dtype == mid.dtype:
