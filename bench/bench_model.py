@@ -107,14 +107,19 @@ def bench_generate(policy: MoREPolicy, label: str, repeats: int) -> None:
 
     tokens = generate(True)[:, -12:]
     same = torch.equal(tokens.cpu(), policy.act(images, texts).token_ids)
-    t_act = np.median(timed(lambda: policy.act(images, texts), repeats, cpu=True))
-    t_cached = np.median(timed(lambda: generate(True), repeats, cpu=True))
+    # Interleaved calls: load from other jobs on a shared machine hits both alike.
+    act_ms, cached_ms = [], []
+    for _ in range(repeats):
+        act_ms.append(timed(lambda: policy.act(images, texts), 1, warmup=1, cpu=True)[0])
+        cached_ms.append(timed(lambda: generate(True), 1, warmup=1, cpu=True)[0])
+    t_act, t_cached = np.median(act_ms), np.median(cached_ms)
     t_uncached = np.median(timed(lambda: generate(False), max(3, repeats // 2), cpu=True))
     row(f"{label} CPU ms act / generate cached / uncached",
         f"{t_act:.1f} / {t_cached:.1f} / {t_uncached:.1f}", f"same tokens: {same}")
     row(f"{label} act() speed-up vs uncached generate()", f"{t_uncached / t_act:.2f}x",
         ">= 3x", check(t_uncached / t_act >= 3))
-    row(f"{label} act() speed-up vs cached generate()", f"{t_cached / t_act:.2f}x")
+    row(f"{label} act() speed-up vs cached generate()", f"{t_cached / t_act:.2f}x", ">= 1x",
+        check(t_cached / t_act >= 1))
 
 
 def bench_mixlora(hidden: int, inner: int, tokens: int, repeats: int, label: str) -> None:
