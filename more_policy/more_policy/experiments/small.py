@@ -13,9 +13,9 @@ Earlier wall-clock figures (bench/bench_e2e.py, before issue 16):
   tiny   @ 96 px, batch 32: 0.38 s/step idle, 0.62 s/step averaged over the real 44-min run
   hidden-256 4-layer Fuyu (not a preset) @ 96 px, batch 16: 1.6 s/step
   'small' (~60 M backbone, 18 M trainable) @ 60-90 px, batch 16: 10-12 s/step
-i.e. now ~11000 updates per idle core-hour (was ~4000-6000 in practice) vs ~2000 vs ~300. No LoRA dropout:
-it cost 1.2x per update, and a random backbone trained from scratch on its own data has no
-pre-trained features for dropout to protect. With rank 32 on a hidden-64 model the LoRA
+i.e. now ~11000 updates per idle core-hour (was ~4000-6000 in practice) vs ~2000 vs ~300.
+No LoRA dropout: it cost 1.2x per update, and a random backbone trained from scratch on its own
+data has no pre-trained features for dropout to protect. With rank 32 on a hidden-64 model the LoRA
 deltas are full rank, so the adapters can reshape the whole network. The MoE layout stays the
 paper's: 8 experts, top-2, rank 32, on every decoder FFN, plus the attention LoRA.
 """
