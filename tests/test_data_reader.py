@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from more_policy.actions import ActionSpace
-from more_policy.data import EpisodeDataset, EpisodeWriter
+from more_policy.data import BatchPrefetcher, EpisodeDataset, EpisodeWriter
 
 SPACE = ActionSpace()
 
@@ -110,3 +111,22 @@ def test_threaded_decoding_keeps_order_and_pixels(tmp_path):
                                                         b["images"] + b["next_images"]))
         assert a["images"][0].shape == (8, 8, 3)
     assert one.state_dict() == two.state_dict() == {"epoch": 1, "offset": 1}
+
+
+def test_prefetched_batches_equal_the_stream_and_resume_exactly(dataset_dir):
+    ds = EpisodeDataset(dataset_dir, seed=3, shuffle_block=2)
+    plain, ahead = ds.stream(), BatchPrefetcher(ds.stream(), 5)
+    for _ in range(4):
+        a, b = plain.next_batch(5), ahead.next_batch(5)
+        assert torch.equal(a["transition_ids"], b["transition_ids"])
+        assert all(np.array_equal(x, y) for x, y in zip(a["images"], b["images"]))
+        assert ahead.state_dict() == plain.state_dict()  # not the batch read ahead
+    resumed = BatchPrefetcher(EpisodeDataset(dataset_dir, seed=3, shuffle_block=2).stream(), 5)
+    resumed.load_state_dict(ahead.state_dict())
+    for _ in range(3):
+        assert torch.equal(resumed.next_batch(5)["transition_ids"],
+                           plain.next_batch(5)["transition_ids"])
+    with pytest.raises(ValueError, match="batches of 5"):
+        resumed.next_batch(4)
+    ahead.close()
+    resumed.close()

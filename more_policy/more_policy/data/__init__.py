@@ -11,13 +11,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from more_policy.data.format import SCHEMA_VERSION, DatasetError
-    from more_policy.data.reader import EpisodeDataset, TransitionStream, collate_transitions
+    from more_policy.data.reader import (
+        BatchPrefetcher,
+        EpisodeDataset,
+        TransitionStream,
+        collate_transitions,
+    )
     from more_policy.data.writer import EpisodeWriter, merge_datasets
 
-_EXPORTS = {"SCHEMA_VERSION": "format", "DatasetError": "format", "EpisodeDataset": "reader",
-            "TransitionStream": "reader", "collate_transitions": "reader",
-            "EpisodeWriter": "writer", "merge_datasets": "writer"}
-__all__ = ["SCHEMA_VERSION", "DatasetError", "EpisodeDataset", "EpisodeWriter",
+_EXPORTS = {"SCHEMA_VERSION": "format", "DatasetError": "format", "BatchPrefetcher": "reader",
+            "EpisodeDataset": "reader", "TransitionStream": "reader",
+            "collate_transitions": "reader", "EpisodeWriter": "writer", "merge_datasets": "writer"}
+__all__ = ["SCHEMA_VERSION", "BatchPrefetcher", "DatasetError", "EpisodeDataset", "EpisodeWriter",
            "TransitionStream", "collate_transitions", "merge_datasets"]
 
 

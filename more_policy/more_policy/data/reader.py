@@ -247,6 +247,45 @@ class TransitionStream:
         self._it = self.dataset.iter_epoch(self.epoch, self.offset, decode=False)
 
 
+class BatchPrefetcher:
+    """Reads and decodes the next batch of a stream on a background thread while the current
+    one trains (JPEG decoding and parquet reads release the GIL).
+
+    ``state_dict`` is the position after the last batch handed out, not after the one read
+    ahead, so a checkpoint resumes exactly as with the bare stream.
+    """
+
+    def __init__(self, stream: TransitionStream, batch_size: int) -> None:
+        self.stream, self.batch_size = stream, int(batch_size)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+        self._position = stream.state_dict()
+        self._ahead = self._pool.submit(self._read)
+
+    def _read(self) -> tuple[dict[str, Any], dict[str, int]]:
+        batch = self.stream.next_batch(self.batch_size)
+        return batch, self.stream.state_dict()
+
+    def next_batch(self, batch_size: int) -> dict[str, Any]:
+        if batch_size != self.batch_size:
+            raise ValueError(f"this prefetcher reads batches of {self.batch_size}, "
+                             f"asked for {batch_size}")
+        batch, self._position = self._ahead.result()
+        self._ahead = self._pool.submit(self._read)
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return dict(self._position)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._ahead.result()  # the read in flight finishes before the stream moves
+        self.stream.load_state_dict(state)
+        self._position = self.stream.state_dict()
+        self._ahead = self._pool.submit(self._read)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 def collate_transitions(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """A list of samples -> a batch: images/instructions as lists, the rest as tensors."""
     if not samples:
@@ -261,6 +300,7 @@ def collate_transitions(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "rewards": torch.tensor([s["reward"] for s in samples], dtype=torch.float32),  # (B,)
         "dones": torch.tensor([s["done"] for s in samples], dtype=torch.float32),  # (B,)
         "mc_returns": torch.tensor([s["mc_return"] for s in samples], dtype=torch.float32),
+        "transition_ids": torch.tensor([[s["episode_index"], s["step"]] for s in samples]),  # (B,2)
     }
 
 

@@ -1,13 +1,21 @@
 """Named experiment presets: the CPU-sized 'small' MoRE and the test-sized 'smoke' run.
 
 Why the 'tiny' random Fuyu (hidden 64, 2 layers, patch 16) for the 'small' run: the backbone
-is random and frozen, so it only learns through the adapters, and on one CPU thread an
-offline-RL step (target forward over s and s', online forward + backward, AdamW, EMA) measured
-(bench/bench_e2e.py; 2-core machine shared with other jobs):
+is random and frozen, so it only learns through the adapters, and it is the only size that
+fits thousands of updates into an hour of one core. CPU seconds per offline-RL update (target
+forward over s and the prompt prefix of s', online forward + backward, AdamW, EMA), one thread,
+2-core machine shared with other jobs, measured by bench/bench_train.py against the pre-issue-16
+code in the same process:
+  tiny   @ 96 px, batch 32: 0.48 s before (QUART's prompt, LoRA dropout 0.05, target forward
+         over [s; s'] with action tokens), 0.32 s now (1.5x), 0.25 s with the periodic target
+         mode refreshed every 2000 updates (2.0x)
+Earlier wall-clock figures (bench/bench_e2e.py, before issue 16):
   tiny   @ 96 px, batch 32: 0.38 s/step idle, 0.62 s/step averaged over the real 44-min run
   hidden-256 4-layer Fuyu (not a preset) @ 96 px, batch 16: 1.6 s/step
   'small' (~60 M backbone, 18 M trainable) @ 60-90 px, batch 16: 10-12 s/step
-i.e. ~4000-6000 vs ~2000 vs ~300 updates per hour. With rank 32 on a hidden-64 model the LoRA
+i.e. now ~11000 updates per idle core-hour (was ~4000-6000 in practice) vs ~2000 vs ~300.
+No LoRA dropout: it cost 1.2x per update, and a random backbone trained from scratch on its own
+data has no pre-trained features for dropout to protect. With rank 32 on a hidden-64 model the LoRA
 deltas are full rank, so the adapters can reshape the whole network. The MoE layout stays the
 paper's: 8 experts, top-2, rank 32, on every decoder FFN, plus the attention LoRA.
 """
@@ -24,7 +32,7 @@ def small() -> ExperimentConfig:
         data=DataConfig(image_size=96, expert_episodes=40, failed_episodes=40),
         model=MoREConfig(backbone="tiny", image_size=96, num_experts=8, top_k=2, lora_rank=32,
                          lora_alpha=64.0, attn_lora_rank=32, attn_lora_alpha=64.0,
-                         lora_dropout=0.05),
+                         lora_dropout=0.0),
         # A random tiny backbone needs a far larger step than the 2e-5 of fine-tuning Fuyu-8B.
         train=train_options(batch_size=32, lr=1e-3, warmup_ratio=0.03, log_every=25,
                             decode_threads=1, shuffle_block=16),

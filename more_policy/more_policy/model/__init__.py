@@ -5,8 +5,13 @@
     result = policy.act(images, ["go to the red ball"])
 """
 
-from more_policy.model.config import DEFAULT_PROMPT_TEMPLATE, MoREConfig, MoREConfigError
+from more_policy.model.config import (
+    QUART_PROMPT_TEMPLATE,
+    SHORT_PROMPT_TEMPLATE,
+    MoREConfig,
+    MoREConfigError,
+)
 from more_policy.model.policy import ActResult, MoREOutput, MoREPolicy
 
-__all__ = ["DEFAULT_PROMPT_TEMPLATE", "ActResult", "MoREConfig", "MoREConfigError", "MoREOutput",
-           "MoREPolicy"]
+__all__ = ["QUART_PROMPT_TEMPLATE", "SHORT_PROMPT_TEMPLATE", "ActResult", "MoREConfig",
+           "MoREConfigError", "MoREOutput", "MoREPolicy"]

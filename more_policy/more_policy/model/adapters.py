@@ -54,11 +54,16 @@ class ActionTokenHead(nn.Module):
         self.action_rows = nn.Parameter(rows.clone())  # (num_bins, H)
         self.dim_bias = nn.Parameter(torch.zeros(NUM_DIMS, rows.shape[0], dtype=rows.dtype,
                                                  device=rows.device))  # (12, num_bins)
+        # Set (by MoREPolicy.act) where only the action columns are read: the frozen
+        # vocabulary's logits (262 k columns for Fuyu-8B) are then not computed.
+        self.action_only = False
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        # (B, L, H) -> (B, L, V + num_bins)
-        logits = self.base(hidden_states)
+        # (B, L, H) -> (B, L, V + num_bins), or (B, L, num_bins) with action_only
         action = F.linear(hidden_states.to(self.action_rows.dtype), self.action_rows)
+        if self.action_only:
+            return action
+        logits = self.base(hidden_states)
         return torch.cat([logits, action.to(logits.dtype)], dim=-1)
 
 

@@ -97,20 +97,20 @@ class MixLoRAFFN(nn.Module):
         xs = self.dropout(x_adapter[token_of])  # (P, hidden)
 
         up = getattr(base, self.up_name)(x)  # (T, inner) frozen, once per token
-        up_delta = self._expert_lora(xs, counts, pair_expert, self.up_A, self.up_B)
-        h = up[token_of] + up_delta.to(up.dtype)  # (P, inner)
-        if self.gate_name is None:
-            h = act(h)  # (P, inner)
-        else:
+        h = self._expert_lora(xs, counts, pair_expert, self.up_A, self.up_B,
+                              add=up[token_of])  # (P, inner) = up + expert delta
+        if self.gate_name is not None:
             gate = getattr(base, self.gate_name)(x)  # (T, inner) frozen, once per token
-            h_gate = gate[token_of] + self._expert_lora(xs, counts, pair_expert,
-                                                         self.gate_A, self.gate_B).to(gate.dtype)
+            h_gate = self._expert_lora(xs, counts, pair_expert, self.gate_A, self.gate_B,
+                                       add=gate[token_of])
             h = act(h_gate) * h
+        else:
+            h = act(h)  # (P, inner)
         # W_down is linear: mix the expert activations first, then project once per token.
         mixed = torch.zeros_like(up).index_add_(0, token_of, h * pair_gate.to(h.dtype))
         out = getattr(base, self.down_name)(mixed)  # (T, hidden)
         down_delta = self._expert_lora(self.dropout(h.to(xs.dtype)), counts, pair_expert,
-                                       self.down_A, self.down_B) * pair_gate  # (P, hidden)
+                                       self.down_A, self.down_B, mid_scale=pair_gate)
         out = out.index_add(0, token_of, down_delta.to(out.dtype))
         return out.reshape(shape)
 
@@ -120,16 +120,34 @@ class MixLoRAFFN(nn.Module):
         return torch.bincount(flat_experts, minlength=self.num_experts).tolist()
 
     def _expert_lora(self, xs: torch.Tensor, counts: list[int] | None, pair_expert: torch.Tensor,
-                     a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Expert k's ``scale * B_k A_k`` on its own slice of the grouped pairs: (P, d_out)."""
+                     a: torch.Tensor, b: torch.Tensor, add: torch.Tensor | None = None,
+                     mid_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """Expert k's ``scale * B_k A_k`` on its own slice of the grouped pairs: (P, d_out).
+
+        The LoRA scaling and ``mid_scale`` (P, 1) multiply the rank-r product x A, and ``add``
+        (P, d_out) is fused into the last matmul: no extra pass over (P, d_out)."""
+        scale = self.scaling if mid_scale is None else mid_scale * self.scaling  # () or (P, 1)
         if counts is None:
             # Few pairs (decoding): gather each pair's expert matrices, two batched matmuls
             # instead of one pair of small matmuls per expert.
-            out = torch.bmm(torch.bmm(xs.unsqueeze(1), a[pair_expert]), b[pair_expert])
-            return out.squeeze(1) * self.scaling
+            mid = torch.bmm(xs.unsqueeze(1), a[pair_expert]).squeeze(1) * scale  # (P, r)
+            out = torch.bmm(mid.unsqueeze(1), b[pair_expert]).squeeze(1)
+            return out if add is None else add + out.to(add.dtype)
         chunks = torch.split(xs, counts)
-        out = [(c @ a[k]) @ b[k] for k, c in enumerate(chunks) if c.shape[0]]
-        return torch.cat(out) * self.scaling
+        scales = torch.split(scale, counts) if mid_scale is not None else [scale] * len(counts)
+        adds = torch.split(add, counts) if add is not None else [None] * len(counts)
+        out = []
+        for k, (c, m, base) in enumerate(zip(chunks, scales, adds)):
+            if not c.shape[0]:
+                continue
+            mid = (c @ a[k]) * m  # (P_k, r)
+            if base is None:
+                out.append(mid @ b[k])
+            elif base.dtype == mid.dtype:
+                out.append(torch.addmm(base, mid, b[k]))
+            else:  # e.g. a bf16 backbone: the delta in the adapters' precision, then added
+                out.append(base + (mid @ b[k]).to(base.dtype))
+        return torch.cat(out)
 
     def _record_stats(self, probs: torch.Tensor, top1: torch.Tensor, shape) -> None:
         # Padding is weighted out rather than indexed away so that the autograd graph has the

@@ -9,6 +9,7 @@ are left-padded so every sample's answer starts at the same column; position ids
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -80,7 +81,9 @@ class MoREPolicy(nn.Module):
         self._image_prefix = self.backbone_adapter.image_prefix_ids(tokenizer, self.image_size,
                                                                     model.config)
         self._begin_answer = begin_answer_id(tokenizer)
-        self.model.eval()
+        self._prompt_ids = functools.lru_cache(maxsize=4096)(self._tokenize)  # same few prompts
+        # Built or loaded policies start in eval mode (no LoRA dropout); a trainer calls train().
+        self.eval()
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -154,9 +157,8 @@ class MoREPolicy(nn.Module):
         if len(images) != len(instructions) or not instructions:
             raise ValueError(f"need one instruction per image, got {len(images)} images and "
                              f"{len(instructions)} instructions")
-        prompts = [self.config.format_prompt(text) for text in instructions]
-        text_ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        seqs = [self._image_prefix + ids + [self._begin_answer] for ids in text_ids]
+        seqs = [[*self._image_prefix, *self._prompt_ids(self.config.format_prompt(text)),
+                 self._begin_answer] for text in instructions]
         length = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id or 0
         input_ids = torch.full((len(seqs), length), pad, dtype=torch.long)
@@ -186,6 +188,9 @@ class MoREPolicy(nn.Module):
         return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
                 for k, v in inputs.items()}
 
+    def _tokenize(self, prompt: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
     # -- forward -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _mask_tokens(self, attention_mask: torch.Tensor | None) -> Iterator[None]:
@@ -212,19 +217,28 @@ class MoREPolicy(nn.Module):
         num_dims = NUM_DIMS if "action_bins" in inputs else 1
         out = self._backbone(inputs, keep=num_dims)
         vocab_logits = out.logits.float()  # (B, D, V)
-        action_logits = self._action_logits(vocab_logits, first_dim=0)  # (B, D, num_bins)
+        action_logits = self._with_dim_bias(  # (B, D, num_bins)
+            vocab_logits[..., self.token_offset:self.token_offset + self.num_bins], first_dim=0)
         stats = [layer.last_stats for layer in self.moe_layers]
         balance = torch.stack([s.balance_loss() for s in stats]).mean()
         router_stats = {"top1_fraction": torch.stack([s.top1_fraction for s in stats]),
                         "mean_probs": torch.stack([s.mean_probs.detach() for s in stats])}
         return MoREOutput(action_logits, vocab_logits, balance, router_stats)
 
-    def _action_logits(self, logits: torch.Tensor, first_dim: int) -> torch.Tensor:
-        """(B, D, V) logits at the positions of dimensions first_dim.. -> (B, D, num_bins)
-        action-token logits with each dimension's bias added."""
+    def _with_dim_bias(self, action: torch.Tensor, first_dim: int) -> torch.Tensor:
+        """(B, D, num_bins) action-token logits at the positions of dimensions first_dim..
+        -> the same with each dimension's bias added (float32)."""
         bias = self.model.get_output_embeddings().dim_bias  # (12, num_bins)
-        action = logits[..., self.token_offset:self.token_offset + self.num_bins].float()
-        return action + bias[first_dim:first_dim + action.shape[1]].float()
+        return action.float() + bias[first_dim:first_dim + action.shape[1]].float()
+
+    @contextlib.contextmanager
+    def _action_columns_only(self) -> Iterator[None]:
+        head = self.model.get_output_embeddings()
+        head.action_only = True
+        try:
+            yield
+        finally:
+            head.action_only = False
 
     def q_values(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """sigmoid(action logits): (B, 12, num_bins) (or (B, 1, num_bins) without bins)."""
@@ -240,14 +254,11 @@ class MoREPolicy(nn.Module):
 
         With ``use_cache`` the image+prompt prefix runs once and each of the 12 steps feeds one
         token through the KV cache; without it every step re-runs the whole sequence (the
-        reference the cached path must equal). Runs in eval mode (no LoRA dropout).
+        reference the cached path must equal). Never changes the module's mode: a policy is in
+        eval mode once built or loaded; after training, call ``eval()`` before acting.
         """
-        was_training = self.training
-        self.eval()
-        try:
+        with self._action_columns_only():
             return self._act(images, instructions, use_cache)
-        finally:
-            self.train(was_training)
 
     def _act(self, images, instructions: list[str], use_cache: bool) -> ActResult:
         device = self.device
@@ -262,7 +273,7 @@ class MoREPolicy(nn.Module):
         bins, qs = [], []
         mask, pos, ids = inputs["attention_mask"], inputs["position_ids"], inputs["input_ids"]
         for step in range(NUM_DIMS):
-            logits = self._action_logits(out.logits[:, -1:], first_dim=step)[:, 0]  # (B, A)
+            logits = self._with_dim_bias(out.logits[:, -1:], first_dim=step)[:, 0]  # (B, A)
             best = logits.argmax(dim=-1)  # (B,)
             bins.append(best)
             qs.append(torch.sigmoid(logits.gather(-1, best[:, None]))[:, 0])

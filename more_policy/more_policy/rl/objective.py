@@ -5,9 +5,19 @@ A Q-model is an ``nn.Module`` with
     model.make_state(images: list[HxWx3 uint8], instructions: list[str]) -> state
     model(state, action_bins (B, D) | None) -> QOutput
 
-where ``QOutput.action_logits[:, i]`` (B, D, A) predicts dimension i given ``action_bins[:, :i]``.
-The MoRE policy (train.py's adapter) and the small tabular model of the known-answer tests
-both go through this same code.
+where ``QOutput.action_logits[:, i]`` (B, D, A) predicts dimension i given ``action_bins[:, :i]``
+(without bins, only ``[:, 0]`` is used: the prompt prefix alone). The MoRE policy (train.py's
+adapter) and the small tabular model of the known-answer tests both go through this same code.
+
+Target network, two modes (``RLConfig.target_mode``):
+- "ema" (the paper's): an EMA of the online weights, updated after every optimizer step; the
+  targets of each batch come from a fresh no-grad forward over s (teacher-forced) and over the
+  prompt prefix of s' (non-terminal transitions only).
+- "periodic": a frozen snapshot of the online weights, replaced every ``target_refresh_every``
+  updates (DQN's hard update). A transition's targets are computed from the snapshot the first
+  time it is drawn after a refresh and then reused until the next one: the same values as
+  recomputing the whole dataset at each refresh, without a target forward on every step once
+  the dataset has been seen. Trades target freshness for throughput (see bench/bench_train.py).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from torch import Tensor, nn
 from more_policy.rl.losses import bellman_targets, imitation_loss, q_learning_loss
 
 RL_CONFIG_FILE = "rl_config.json"
+TARGET_MODES = ("ema", "periodic")
 
 
 @dataclass
@@ -37,6 +48,8 @@ class RLConfig:
     beta: float = 0.002               # load-balance weight (paper; the public code used 0.02)
     mc_lower_bound: bool = True       # floor targets at the Monte-Carlo return
     conservative_vocab: bool = True   # also push non-action vocabulary tokens toward Q = 0
+    target_mode: str = "ema"          # "ema" (per-step EMA, tau) | "periodic" (frozen snapshot)
+    target_refresh_every: int = 1000  # periodic: updates between snapshots (tau's time scale)
 
     def __post_init__(self) -> None:
         if self.objective not in ("q", "il"):
@@ -45,6 +58,12 @@ class RLConfig:
             raise ValueError(f"gamma and tau must lie in [0, 1], got {self.gamma}, {self.tau}")
         if self.alpha < 0 or self.beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got {self.alpha}, {self.beta}")
+        if self.target_mode not in TARGET_MODES:
+            raise ValueError(f"target_mode must be one of {TARGET_MODES}, got "
+                             f"{self.target_mode!r}")
+        if self.target_refresh_every < 1:
+            raise ValueError(f"target_refresh_every must be >= 1, got "
+                             f"{self.target_refresh_every}")
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / RL_CONFIG_FILE
@@ -67,16 +86,18 @@ class QOutput:
 
 
 class TargetNetwork:
-    """EMA copy of the *trainable* parameters only; frozen weights are shared, not copied.
+    """A copy of the *trainable* parameters only; frozen weights are shared, not copied.
 
-    ``with target.applied(model):`` swaps the EMA tensors into the model in place (no copy)
-    for a no-grad forward. The EMA is kept in float32 whatever the weights' dtype (a tau = 0.999
+    After each optimizer step :meth:`update` moves it toward the online weights: an EMA with
+    ``tau``, or, with ``refresh_every`` > 0, a hard copy every ``refresh_every`` updates.
+    ``with target.applied(model):`` swaps the target tensors into the model in place (no copy)
+    for a no-grad forward. They are kept in float32 whatever the weights' dtype (a tau = 0.999
     update rounds away in bf16). Works with the unwrapped module under DDP and DeepSpeed ZeRO <= 2;
     with parameter sharding (ZeRO-3, FSDP) the swap would see shards, so the trainer refuses those.
     """
 
-    def __init__(self, model: nn.Module, tau: float) -> None:
-        self.tau = tau
+    def __init__(self, model: nn.Module, tau: float, refresh_every: int = 0) -> None:
+        self.tau, self.refresh_every, self.updates = tau, refresh_every, 0
         self.params = {n: p.detach().to(torch.float32, copy=True)
                        for n, p in model.named_parameters() if p.requires_grad}
         if not self.params:
@@ -90,9 +111,18 @@ class TargetNetwork:
         return [(named[n], t) for n, t in self.params.items()]
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module) -> bool:
+        """One optimizer step happened; returns whether the periodic snapshot was replaced."""
+        self.updates += 1
+        if not self.refresh_every:
+            for p, t in self._trainable(model):
+                t.lerp_(p.detach().to(t.dtype), 1.0 - self.tau)
+            return False
+        if self.updates % self.refresh_every:
+            return False
         for p, t in self._trainable(model):
-            t.lerp_(p.detach().to(t.dtype), 1.0 - self.tau)
+            t.copy_(p.detach())
+        return True
 
     @contextmanager
     def applied(self, model: nn.Module):
@@ -111,25 +141,26 @@ class TargetNetwork:
             model.train(was_training)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tau": self.tau, "params": {n: t.clone() for n, t in self.params.items()}}
+        return {"tau": self.tau, "updates": self.updates,
+                "params": {n: t.clone() for n, t in self.params.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if set(state["params"]) != set(self.params):
             raise KeyError("target network state does not match the model's trainable weights")
-        self.tau = state["tau"]
+        self.tau, self.updates = state["tau"], state.get("updates", 0)
         for n, t in state["params"].items():
             self.params[n].copy_(t)
 
 
-def _concat(a: Any, b: Any) -> Any:
-    """Concatenate two model states along the batch (tensors, lists, dicts of those)."""
-    if isinstance(a, Tensor):
-        return torch.cat([a, b])
-    if isinstance(a, list):
-        return a + b
-    if isinstance(a, dict):
-        return {k: _concat(a[k], b[k]) for k in a}
-    raise TypeError(f"cannot batch model states of type {type(a).__name__}")
+def select_rows(state: Any, rows: Tensor) -> Any:
+    """Rows ``rows`` (1-D indices) of a batched model state (tensors, lists, dicts of those)."""
+    if isinstance(state, Tensor):
+        return state[rows.to(state.device)]
+    if isinstance(state, list):
+        return [state[i] for i in rows.tolist()]
+    if isinstance(state, dict):
+        return {k: select_rows(v, rows) for k, v in state.items()}
+    raise TypeError(f"cannot index model states of type {type(state).__name__}")
 
 
 class Objective:
@@ -139,24 +170,62 @@ class Objective:
                  action_token_slice: slice | None = None) -> None:
         self.cfg = cfg
         self.action_token_slice = action_token_slice
-        self.target = TargetNetwork(model, cfg.tau) if cfg.objective == "q" else None
+        self.target = None
+        if cfg.objective == "q":
+            periodic = cfg.target_mode == "periodic"
+            self.target = TargetNetwork(model, cfg.tau,
+                                        cfg.target_refresh_every if periodic else 0)
+        self._cached: dict[tuple[int, ...], Tensor] = {}  # periodic: transition id -> (D,)
 
-    def __call__(self, model: nn.Module, unwrapped: nn.Module, batch: dict[str, Any]
-                 ) -> tuple[Tensor, dict[str, Tensor]]:
+    def __call__(self, model: nn.Module, unwrapped: nn.Module, batch: dict[str, Any],
+                 fresh_targets: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
         """``model`` may be a DDP wrapper (its forward syncs gradients); ``unwrapped`` is the
-        bare module used for the target network's no-grad forwards."""
-        bins = batch["action_bins"]
+        bare module used for the target network's no-grad forwards. ``fresh_targets``: neither
+        read nor fill the periodic cache (batches of another dataset, e.g. evaluation)."""
+        # Target forwards first, so no parameter swap happens while a graph is alive.
+        targets = None
         if self.cfg.objective == "q":
-            # Target forwards first, so no parameter swap happens while a graph is alive.
-            # One forward over [s_t; s_{t+1}]: position 0 never sees the bins.
-            with self.target.applied(unwrapped):
-                both = unwrapped(_concat(batch["state"], batch["next_state"]),
-                                 torch.cat([bins, bins]))
-            b = bins.shape[0]
-            targets = bellman_targets(
-                both.action_logits[:b], both.action_logits[b:, 0], batch["rewards"],
-                batch["dones"], self.cfg.gamma,
-                batch["mc_returns"] if self.cfg.mc_lower_bound else None)
+            targets = self.compute_targets(unwrapped, batch) if fresh_targets else \
+                self.targets(unwrapped, batch)
+        return self.loss(model, batch, targets)
+
+    def targets(self, unwrapped: nn.Module, batch: dict[str, Any]) -> Tensor:
+        """Bellman targets (B, D) of a training batch from the target network."""
+        if self.cfg.target_mode == "ema":
+            return self.compute_targets(unwrapped, batch)
+        if "transition_ids" not in batch:
+            raise KeyError("target_mode 'periodic' needs batch['transition_ids'] (one id per "
+                           "transition) to reuse targets between refreshes")
+        ids = [tuple(row) for row in batch["transition_ids"].view(len(batch["dones"]), -1)
+               .tolist()]
+        missing = [i for i, key in enumerate(ids) if key not in self._cached]
+        if missing:
+            rows = torch.tensor(missing)
+            sub = {k: select_rows(batch[k], rows) for k in
+                   ("state", "next_state", "action_bins", "rewards", "dones", "mc_returns")}
+            for i, row in zip(missing, self.compute_targets(unwrapped, sub)):
+                self._cached[ids[i]] = row
+        return torch.stack([self._cached[key] for key in ids])
+
+    def compute_targets(self, unwrapped: nn.Module, batch: dict[str, Any]) -> Tensor:
+        """Eq. 7 targets from the target network: a teacher-forced forward over s, and over
+        the prompt prefix of s' (no action tokens) where the transition is not terminal."""
+        bins = batch["action_bins"]
+        live = torch.nonzero(batch["dones"] == 0)[:, 0]
+        with self.target.applied(unwrapped):
+            now = unwrapped(batch["state"], bins).action_logits             # (B, D, A)
+            # A terminal row's next value is multiplied by 0: any finite logits do.
+            next_first = now.new_zeros(now.shape[0], now.shape[-1])         # (B, A)
+            if live.numel():
+                nxt = unwrapped(select_rows(batch["next_state"], live), None)
+                next_first[live.to(now.device)] = nxt.action_logits[:, 0].to(now.dtype)
+        return bellman_targets(now, next_first, batch["rewards"], batch["dones"], self.cfg.gamma,
+                               batch["mc_returns"] if self.cfg.mc_lower_bound else None)
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], targets: Tensor | None
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The online forward and the loss (``targets`` from :meth:`targets` for "q")."""
+        bins = batch["action_bins"]
         out: QOutput = model(batch["state"], bins)
         if self.cfg.objective == "q":
             vocab = out.vocab_logits if self.cfg.conservative_vocab else None
@@ -180,12 +249,14 @@ class Objective:
         return loss, metrics
 
     def after_optimizer_step(self, unwrapped: nn.Module) -> None:
-        if self.target is not None:
-            self.target.update(unwrapped)
+        if self.target is not None and self.target.update(unwrapped):
+            self._cached.clear()  # a new snapshot: every transition's targets are stale
 
     def state_dict(self) -> dict[str, Any]:
+        # The periodic cache is not saved: the snapshot recomputes the same values on resume.
         return {"target": self.target.state_dict() if self.target else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.target is not None:
             self.target.load_state_dict(state["target"])
+            self._cached.clear()

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from more_policy.data import EpisodeDataset
+from more_policy.data import BatchPrefetcher, EpisodeDataset
 from more_policy.rl.objective import Objective
 from more_policy.training.backends import is_deepspeed, make_accelerator
 from more_policy.training.checkpointing import find_checkpoint, load_checkpoint, save_checkpoint
@@ -73,7 +73,7 @@ def prepare(cfg: TrainConfig, model: nn.Module | None = None) -> Prepared:
                              rank=accelerator.process_index,
                              world_size=accelerator.num_processes,
                              shuffle_block=cfg.shuffle_block)
-    stream = dataset.stream(decode_threads=cfg.decode_threads)
+    stream = BatchPrefetcher(dataset.stream(decode_threads=cfg.decode_threads), cfg.batch_size)
     if model is None:
         model = build_policy_model(cfg, dataset.action_space)
     model.train()
@@ -158,6 +158,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
             break
     bar.close()
     logger.close()
+    p.stream.close()
     if acc.is_main_process and hasattr(p.unwrapped, "policy"):
         p.unwrapped.policy.save_pretrained(out_dir / "final")
     acc.wait_for_everyone()
@@ -173,6 +174,7 @@ def time_train_steps(cfg: TrainConfig, steps: int) -> list[float]:
         start = time.perf_counter()
         train_step(p, cfg)
         times.append(time.perf_counter() - start)
+    p.stream.close()
     return times
 
 
@@ -190,7 +192,8 @@ def evaluate(p: Prepared, stream, cfg: TrainConfig) -> dict[str, float]:
     totals: dict[str, float] = {}
     for _ in range(cfg.eval_batches):
         _, metrics = p.objective(p.unwrapped, p.unwrapped, to_batch(
-            stream.next_batch(cfg.batch_size), p.unwrapped, p.accelerator.device))
+            stream.next_batch(cfg.batch_size), p.unwrapped, p.accelerator.device),
+            fresh_targets=True)
         for k, v in metrics.items():
             totals[f"eval/{k}"] = totals.get(f"eval/{k}", 0.0) + float(v) / cfg.eval_batches
     p.unwrapped.train()

@@ -1,0 +1,221 @@
+"""CPU-seconds per RL and IL update of the 'small' preset, split by phase, against today's baseline.
+
+    python bench/bench_train.py                 # ~3 min on one idle core
+    python bench/bench_train.py --rounds 10     # steadier figures on a busy machine
+
+Both configurations live in this process and their steps are interleaved, so a machine shared
+with other jobs slows them alike. Times are this process's CPU time (one torch thread).
+- baseline: the code as it was before the throughput work (issue 16): QUART's prompt template,
+  LoRA dropout 0.05, and the target forward over [s; s'] teacher-forced on the dataset bins
+  (reproduced below: that path is no longer in the library).
+- new: the preset as configured now (short prompt, its dropout) with the library's target pass
+  (s teacher-forced + the prompt prefix of non-terminal s'); "periodic" adds the periodic
+  target mode, its target cost amortised over a refresh period at the preset's dataset size.
+Phases: data (read, decode, collate), target, online forward (+ loss), backward, optimizer
+(clip + AdamW), EMA. Target: the RL update takes >= 3x fewer CPU-seconds than the baseline.
+
+Learning effect of the target mode: updates until max |Q - Q*| < 0.02 on the known-answer MDP
+(rl/chain_mdp.py), per-step EMA against a periodic snapshot of the same time scale (1/(1-tau)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import Report
+
+from more_policy.actions import ActionSpace
+from more_policy.data import EpisodeDataset, EpisodeWriter
+from more_policy.experiments import preset
+from more_policy.model import QUART_PROMPT_TEMPLATE
+from more_policy.rl import chain_mdp
+from more_policy.rl.losses import bellman_targets
+from more_policy.rl.objective import Objective, RLConfig
+from more_policy.training.config import TrainConfig
+from more_policy.training.model import build_policy_model, to_batch
+
+TARGET_SPEEDUP = 3.0
+PRESET_TRANSITIONS = 20_000  # the 'small' preset's mixed dataset: 400 episodes of ~50 steps
+PHASES = ("data", "target", "forward", "backward", "optimizer", "ema")
+INSTRUCTIONS = ("go to the red ball quickly with a trot gait", "crawl under the gate with a "
+                "pace gait", "go through the tunnel slowly with a bound gait", "go avoid the "
+                "obstacle and reach the blue cube with a trot gait", "distinguish letter b and "
+                "go to it fast with a pronk gait", "unload the ball into the right tray")
+
+
+def write_dataset(root: Path, image_size: int, episodes: int, steps: int, seed: int = 0) -> Path:
+    """Random frames and commands with the preset's frame size and instruction lengths."""
+    rng = np.random.default_rng(seed)
+    space = ActionSpace()
+    with EpisodeWriter(root, space) as writer:
+        for e in range(episodes):
+            frames = rng.integers(0, 256, (steps, image_size, image_size, 3), dtype=np.uint8)
+            commands = space.decode(rng.integers(0, space.num_bins, (steps, 12)))
+            writer.add_episode(frames, commands, INSTRUCTIONS[e % len(INSTRUCTIONS)],
+                               task="go_to", source="expert", success=bool(e % 2))
+    return root
+
+
+def original_targets(objective: Objective, model, batch) -> torch.Tensor:
+    """The baseline's target pass: one teacher-forced forward over [s; s'] (every row)."""
+    bins, b = batch["action_bins"], len(batch["dones"])
+    both = {k: batch["state"][k] + batch["next_state"][k] for k in batch["state"]}
+    with objective.target.applied(model):
+        logits = model(both, torch.cat([bins, bins])).action_logits
+    return bellman_targets(logits[:b], logits[b:, 0], batch["rewards"], batch["dones"],
+                           objective.cfg.gamma,
+                           batch["mc_returns"] if objective.cfg.mc_lower_bound else None)
+
+
+@dataclass
+class Setup:
+    name: str
+    cfg: TrainConfig
+    original_target_pass: bool = False
+    times: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
+
+    def build(self, data: Path) -> None:
+        dataset = EpisodeDataset(data, gamma=self.cfg.rl.gamma, seed=self.cfg.seed,
+                                 shuffle_block=self.cfg.shuffle_block)
+        self.stream = dataset.stream(decode_threads=self.cfg.decode_threads)
+        torch.manual_seed(self.cfg.seed)
+        self.model = build_policy_model(self.cfg, dataset.action_space)
+        self.model.train()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr)
+        self.objective = Objective(self.cfg.rl, self.model, self.model.action_token_slice)
+
+    def step(self) -> None:
+        """One update as train.py runs it, each phase timed in CPU seconds."""
+        clock, t = time.process_time, {}
+        start = clock()
+        batch = to_batch(self.stream.next_batch(self.cfg.batch_size), self.model, "cpu")
+        t["data"] = clock()
+        targets = None
+        if self.cfg.rl.objective == "q":
+            if self.original_target_pass:
+                targets = original_targets(self.objective, self.model, batch)
+            else:  # the periodic cache would hide the cost: time a full pass, amortise later
+                targets = self.objective.compute_targets(self.model, batch)
+        t["target"] = clock()
+        loss, _ = self.objective.loss(self.model, batch, targets)
+        t["forward"] = clock()
+        loss.backward()
+        t["backward"] = clock()
+        torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        t["optimizer"] = clock()
+        self.objective.after_optimizer_step(self.model)
+        t["ema"] = clock()
+        previous = start
+        for phase in PHASES:
+            self.times[phase].append(t[phase] - previous)
+            previous = t[phase]
+
+    def median(self, phase: str) -> float:
+        return float(np.median(self.times[phase]))
+
+    def per_update(self, amortised_target: float | None = None) -> dict[str, float]:
+        out = {p: self.median(p) for p in PHASES}
+        if amortised_target is not None:
+            out["target"] *= amortised_target
+        return out
+
+
+def report(title: str, baseline: dict[str, float], rows: dict[str, dict[str, float]]) -> dict:
+    print(f"\n{title}: CPU seconds per update (median)")
+    print(f"  {'phase':<10} {'baseline':>9} " + " ".join(f"{n:>9}" for n in rows))
+    for phase in PHASES:
+        print(f"  {phase:<10} {baseline[phase]:>9.4f} " +
+              " ".join(f"{r[phase]:>9.4f}" for r in rows.values()))
+    total = sum(baseline.values())
+    ratios = {n: total / sum(r.values()) for n, r in rows.items()}
+    print(f"  {'total':<10} {total:>9.4f} " +
+          " ".join(f"{sum(r.values()):>9.4f}" for r in rows.values()))
+    print(f"  {'speed-up':<10} {'1.00x':>9} " + " ".join(f"{v:>8.2f}x" for v in ratios.values()))
+    return ratios
+
+
+def updates_to_q_star(target: dict, max_updates: int = 3000, every: int = 10) -> int | None:
+    data = chain_mdp.rollouts(chain_mdp.exploratory, episodes=400, seed=0)
+    q_star, reached = chain_mdp.exact_q(), []
+
+    def check(i, model):
+        if not reached and i % every == every - 1 and chain_mdp.q_error(model, q_star) < 0.02:
+            reached.append(i + 1)
+
+    cfg = RLConfig(gamma=chain_mdp.GAMMA, alpha=0.0, conservative_vocab=False, **target)
+    chain_mdp.fit(cfg, data, steps=max_updates, lr=0.3, on_step=check)
+    return reached[0] if reached else None
+
+
+def learning_effect() -> None:
+    print("\nTarget mode vs learning: updates until max |Q - Q*| < 0.02 (known-answer MDP)")
+    for scale in (10, 100):
+        ema = updates_to_q_star({"tau": 1 - 1 / scale})
+        periodic = updates_to_q_star({"target_mode": "periodic", "target_refresh_every": scale})
+        print(f"  time scale {scale:>4} updates: ema {ema or '> 3000':>6}   periodic "
+              f"{periodic or '> 3000':>6}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=6, help="timed steps per setup")
+    p.add_argument("--refresh-every", type=int, default=2000,
+                   help="periodic target mode: updates between snapshots")
+    p.add_argument("--skip-learning", action="store_true",
+                   help="skip the target-mode learning comparison")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    exp = preset("small")
+    new = replace(exp.train, model=exp.model, rl=RLConfig())
+    old = replace(new, model=replace(exp.model, prompt_template=QUART_PROMPT_TEMPLATE,
+                                     lora_dropout=0.05))
+    periodic = replace(new, rl=RLConfig(target_mode="periodic",
+                                        target_refresh_every=args.refresh_every))
+    # Per update, a refresh period recomputes each transition once: N / (K * B) of a full pass.
+    amortised = min(1.0, PRESET_TRANSITIONS / (args.refresh_every * new.batch_size))
+    rl_setups = [Setup("baseline", old, original_target_pass=True), Setup("new", new),
+                 Setup("periodic", periodic)]
+    il = RLConfig(objective="il")
+    il_setups = [Setup("baseline", replace(old, rl=il)), Setup("new", replace(new, rl=il))]
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        data = write_dataset(Path(tmp) / "data", exp.data.image_size, episodes=12, steps=40)
+        for s in rl_setups + il_setups:
+            s.build(data)
+        for _ in range(2):  # warm-up: allocators, caches
+            for s in rl_setups + il_setups:
+                s.step()
+        for s in rl_setups + il_setups:
+            s.times = {ph: [] for ph in PHASES}
+        for _ in range(args.rounds):  # interleaved, so that load elsewhere hits all alike
+            for s in rl_setups + il_setups:
+                s.step()
+    print(f"preset 'small': {exp.model.backbone} @ {exp.data.image_size} px, batch "
+          f"{new.batch_size}, dropout {exp.model.lora_dropout}, one thread, "
+          f"{args.rounds} interleaved rounds")
+    rl = report("RL update", rl_setups[0].per_update(),
+                {"new": rl_setups[1].per_update(),
+                 "periodic": rl_setups[2].per_update(amortised)})
+    print(f"  (periodic: refresh every {args.refresh_every} updates, target cost x{amortised:.2f}"
+          f" for {PRESET_TRANSITIONS} transitions)")
+    il = report("IL update", il_setups[0].per_update(), {"new": il_setups[1].per_update()})
+    if not args.skip_learning:
+        learning_effect()
+    summary = Report()
+    summary.add("RL update speed-up vs baseline (EMA target)", rl["new"], "x", TARGET_SPEEDUP,
+                higher_is_better=True)
+    summary.add("RL update speed-up vs baseline (periodic target)", rl["periodic"], "x")
+    summary.add("IL update speed-up vs baseline", il["new"], "x")
+    return summary.finish()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

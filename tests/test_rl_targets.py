@@ -1,0 +1,128 @@
+"""The target pass: same targets and loss as the original one-forward-over-[s; s'] pass, and the
+periodic target mode's snapshot, reuse and refresh, on the tiny MoRE policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from more_policy.model import MoREConfig, MoREPolicy
+from more_policy.rl import Objective, RLConfig
+from more_policy.rl.losses import bellman_targets, q_learning_loss
+from more_policy.training.model import PolicyQModel
+
+INSTRUCTIONS = ["go to the red ball", "crawl under the gate", "go through the tunnel",
+                "distinguish letter a from the other boxes", "go to the blue cube", "stop"]
+DONES = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def model():
+    policy = MoREPolicy.from_config(MoREConfig(backbone="tiny", image_size=32, lora_rank=8,
+                                               attn_lora_rank=8, lora_dropout=0.1), seed=2)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-trivial adapters (every B matrix starts at zero)
+        for p in policy.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.2)
+    return PolicyQModel(policy)
+
+
+def make_batch(model, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(12)]
+    n = len(INSTRUCTIONS)
+    return {"state": model.make_state(frames[:n], INSTRUCTIONS),
+            "next_state": model.make_state(frames[n:], INSTRUCTIONS),
+            "action_bins": torch.randint(0, 256, (n, 12), generator=torch.Generator()
+                                         .manual_seed(seed)),
+            "rewards": torch.tensor([0, 1, 0, 0, 0, 0.5]), "dones": torch.tensor(DONES),
+            "mc_returns": torch.tensor([0.3, 1.0, 0.0, 0.9, 0.0, 0.6]),
+            "transition_ids": torch.tensor([[seed, i] for i in range(n)])}
+
+
+def reference_targets(objective, model, batch):
+    """The original target pass: one teacher-forced forward over [s; s'], action tokens and
+    terminal rows included."""
+    bins, b = batch["action_bins"], len(batch["dones"])
+    both = {k: batch["state"][k] + batch["next_state"][k] for k in batch["state"]}
+    with objective.target.applied(model):
+        logits = model(both, torch.cat([bins, bins])).action_logits
+    return bellman_targets(logits[:b], logits[b:, 0], batch["rewards"], batch["dones"],
+                           objective.cfg.gamma, batch["mc_returns"])
+
+
+def test_targets_and_loss_equal_the_original_target_pass(model):
+    objective = Objective(RLConfig(), model, model.action_token_slice)
+    batch = make_batch(model)
+    expected = reference_targets(objective, model, batch)
+    got = objective.targets(model, batch)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert got[1, -1] == batch["rewards"][1]  # terminal: no bootstrap (the MC floor is 1.0)
+    model.eval()  # the loss check compares deterministic forwards
+    loss, _ = objective(model, model, batch)
+    out = model(batch["state"], batch["action_bins"])
+    ref, _ = q_learning_loss(out.action_logits, batch["action_bins"], expected,
+                             alpha=0.5, vocab_logits=out.vocab_logits,
+                             action_token_slice=model.action_token_slice)
+    torch.testing.assert_close(loss, ref + 0.002 * out.balance_loss, atol=1e-6, rtol=1e-5)
+
+
+def test_periodic_targets_come_from_a_frozen_snapshot_until_the_refresh(model):
+    objective = Objective(RLConfig(target_mode="periodic", target_refresh_every=3), model,
+                          model.action_token_slice)
+    snapshot = {n: t.clone() for n, t in objective.target.params.items()}
+    forwards = []
+    hook = model.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        batch = make_batch(model)
+        first = objective.targets(model, batch)
+        assert len(forwards) == 2  # s (teacher-forced) and the live rows of s'
+        params = dict(model.named_parameters())
+        for _ in range(2):  # online weights move; the snapshot and the targets do not
+            with torch.no_grad():
+                params["policy.model.lm_head.dim_bias"].add_(0.5)
+            objective.after_optimizer_step(model)
+        torch.testing.assert_close(objective.target.params, snapshot, atol=0, rtol=0)
+        assert torch.equal(objective.targets(model, batch), first) and len(forwards) == 2
+        other = make_batch(model, seed=1)  # unseen transitions are computed, then cached
+        objective.targets(model, other)
+        assert len(forwards) == 4
+        objective.after_optimizer_step(model)  # the 3rd update: a new snapshot
+        assert torch.equal(objective.target.params["policy.model.lm_head.dim_bias"],
+                           params["policy.model.lm_head.dim_bias"])
+        refreshed = objective.targets(model, batch)
+        assert len(forwards) == 6 and not torch.allclose(refreshed, first)
+        torch.testing.assert_close(refreshed, reference_targets(objective, model, batch),
+                                   atol=1e-5, rtol=1e-5)
+    finally:
+        hook.remove()
+    with pytest.raises(KeyError, match="transition_ids"):
+        objective.targets(model, {k: v for k, v in batch.items() if k != "transition_ids"})
+
+
+def test_target_mode_validation():
+    with pytest.raises(ValueError, match="target_mode"):
+        RLConfig(target_mode="polyak")
+    with pytest.raises(ValueError, match="target_refresh_every"):
+        RLConfig(target_mode="periodic", target_refresh_every=0)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no CPU bf16 kernels")
+def test_bf16_autocast_loss_and_gradients_track_float32(model):
+    """The GPU mixed-precision path (accelerate's bf16 autocast), run on the CPU."""
+    objective = Objective(RLConfig(), model, model.action_token_slice)
+    batch = make_batch(model)
+    model.eval()  # same forward twice, no dropout
+    grads = {}
+    for precision in ("fp32", "bf16"):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss, metrics = objective(model, model, batch)
+        loss.backward()
+        grads[precision] = (loss.item(), torch.cat([p.grad.flatten() for p in
+                                                    model.parameters() if p.grad is not None]))
+        assert torch.isfinite(grads[precision][1]).all()
+    (loss32, g32), (loss16, g16) = grads["fp32"], grads["bf16"]
+    assert loss16 == pytest.approx(loss32, rel=0.05)
+    assert torch.nn.functional.cosine_similarity(g32, g16, dim=0) > 0.9
