@@ -86,7 +86,9 @@ class Go2SimNode(Node):
         if p["publish_instruction"]:
             self.instruction_pub = self.create_publisher(String, p["instruction_topic"],
                                                          INSTRUCTION_QOS)
-            self.instruction_pub.publish(String(data=self.instruction))
+            # Readers are volatile (interfaces.INSTRUCTION_SUBSCRIPTION_QOS): publish once one
+            # has matched, not into the void while discovery is still running.
+            self._instruction_timer = self.create_timer(0.1, self._publish_instruction_once)
         self.create_timer(1.0 / EPISODE_RATE_HZ, self._publish_episode)
         self._stop = threading.Event()
         self._first_frame = threading.Event()
@@ -99,6 +101,11 @@ class Go2SimNode(Node):
         self._first_frame.wait(timeout=30.0)
         self._threads[1].start()
         self.get_logger().info(f"sim {p['task']} seed {p['seed']}: {self.instruction!r}")
+
+    def _publish_instruction_once(self) -> None:
+        if self.instruction_pub.get_subscription_count() > 0:
+            self.instruction_pub.publish(String(data=self.instruction))
+            self._instruction_timer.cancel()
 
     def _sim_loop(self) -> None:
         try:

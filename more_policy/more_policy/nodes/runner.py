@@ -74,7 +74,8 @@ def bringup_dir() -> Path:
 def load_node_parameters(config_file: str | Path, node_name: str) -> dict[str, Any]:
     """The ``ros__parameters`` of ``node_name`` in a ROS 2 parameter YAML file."""
     data = yaml.safe_load(Path(config_file).read_text()) or {}
-    section = data.get(node_name) or data.get(f"/{node_name}") or {}
+    section = next((data[key] for key in (f"/**/{node_name}", node_name, f"/{node_name}")
+                    if key in data), {})
     return dict(section.get("ros__parameters") or {})
 
 
