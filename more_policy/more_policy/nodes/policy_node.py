@@ -286,10 +286,11 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from more_policy.nodes.runner import spin_nodes
+    from more_policy.nodes.runner import exit_process, spin_nodes
 
     rclpy.init(args=args)
     spin_nodes([PolicyNode()])
+    exit_process(0)
 
 
 if __name__ == "__main__":
