@@ -5,10 +5,14 @@ VENV ?= .venv
 RUN := source $(VENV)/bin/activate && export MUJOCO_GL=$${MUJOCO_GL:-egl} &&
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup colcon demo test test-fast lint bench clean
 
 setup:
 	@scripts/setup.sh
+
+# ros2_ws with colcon run by the venv's Python (executables get that interpreter).
+colcon: setup
+	@scripts/colcon_build.sh
 
 demo: setup
 	@$(RUN) more demo

@@ -23,6 +23,8 @@ from more_policy.actions import ActionSpace
 from more_policy.sim.env import Go2TaskEnv, Observation, make_env
 from more_policy.sim.expert import ScriptedExpert
 from more_policy.sim.generate import episode_seed, parse_tasks
+from more_policy.sim.tasks import goal_xy
+from more_policy.sim.video import Caption, TopDownView, outcome_text, rollout_frame, write_video
 
 TABLE_NAMES = {"distinguish": "Distinguish", "go_to": "Go to", "go_avoid": "Go avoid",
                "go_through": "Go through", "crawl": "Crawl", "unload": "Unload"}
@@ -233,12 +235,17 @@ def _run_batch(policy, task: str, envs: list[Go2TaskEnv], indices: list[int], se
     results = [EpisodeResult(task, i, episode_seed(seed, task, i)) for i in indices]
     obs: dict[int, Observation] = {}
     frames: dict[int, list[np.ndarray]] = {s: [] for s in range(len(indices)) if record[s]}
+    views: dict[int, TopDownView] = {}
     for slot, r in enumerate(results):
         try:
             obs[slot] = envs[slot].reset(seed=r.seed)
             r.instruction = envs[slot].instruction.text
             r.start_distance = r.end_distance = envs[slot].goal_distance()
             policy.reset(slot, envs[slot], r.seed)
+            if slot in frames:
+                views[slot] = TopDownView.framing(envs[slot].physics.model,
+                                                  envs[slot].base_pose()[:2],
+                                                  goal_xy(envs[slot].scene))
         except Exception as e:  # a broken episode is a failure with a reason
             _fail(r, e, obs, slot)
     while obs:
@@ -254,22 +261,34 @@ def _run_batch(policy, task: str, envs: list[Go2TaskEnv], indices: list[int], se
                 _fail(results[s], e, obs, s)
             break
         for s, command in zip(slots, commands):
-            if s in frames:
-                frames[s].append(obs[s].image)
+            r = results[s]
+            if s in views:
+                frames[s].append(_frame(envs[s], views[s], obs[s], command, "running"))
             try:
                 obs[s], success, done, info = envs[s].step(command)
             except Exception as e:
-                _fail(results[s], e, obs, s)
+                _fail(r, e, obs, s)
                 continue
-            results[s].steps, results[s].success = info["step"], bool(success)
-            results[s].failure = info["failure"]
-            results[s].end_distance = envs[s].goal_distance()
+            r.steps, r.success = info["step"], bool(success)
+            r.failure = info["failure"]
+            r.end_distance = envs[s].goal_distance()
             if done:
+                if s in views:  # the end state, with the outcome
+                    frames[s].append(_frame(envs[s], views[s], obs[s], command,
+                                            outcome_text(r.success, r.failure, done)))
                 del obs[s]
-    for s, images in frames.items():
-        if images:
-            _write_video(Path(video_dir) / f"{task}_{results[s].index:03d}.mp4", images)
+    for s, view in views.items():
+        view.close()
+        if frames[s]:
+            write_video(Path(video_dir) / f"{task}_{results[s].index:03d}.mp4", frames[s])
     return results
+
+
+def _frame(env: Go2TaskEnv, view: TopDownView, obs: Observation, command: np.ndarray,
+           outcome: str) -> np.ndarray:
+    return rollout_frame(obs.image, view.render(env.physics.data),
+                         Caption(env.instruction.text, obs.step, command, outcome),
+                         env.action_space)
 
 
 def _fail(result: EpisodeResult, error: Exception, obs: dict, slot: int) -> None:
@@ -279,10 +298,3 @@ def _fail(result: EpisodeResult, error: Exception, obs: dict, slot: int) -> None
     obs.pop(slot, None)
     if not isinstance(error, ValueError):  # an unexpected crash: keep the trace for debugging
         result.error += "\n" + "".join(traceback.format_exception(error)[-3:])
-
-
-def _write_video(path: Path, frames: list[np.ndarray], fps: float = 5.0) -> None:
-    import imageio.v2 as imageio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
