@@ -117,6 +117,14 @@ class EpisodeResult:
     error: str | None = None
     start_distance: float = math.nan  # metres to the task's goal region at reset
     end_distance: float = math.nan  # ... when the episode ended
+    timeout: bool = False  # ended by the step limit
+
+    @property
+    def outcome(self) -> str:
+        """Why the episode ended, in a few words (the demo's table, video captions)."""
+        if self.error:
+            return f"error: {self.error.splitlines()[0]}"
+        return outcome_text(self.success, self.failure, self.timeout, self.end_distance)
 
     @property
     def progress(self) -> float:
@@ -171,27 +179,48 @@ class EvalResult:
                 "episodes": [asdict(e) for e in self.episodes]}
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write results.json and success.png (a bar plot) into ``out_dir``."""
-        from more_policy.plotting import pyplot
-
-        plt = pyplot()
+        """Write results.json and success.png (success and progress per task) into ``out_dir``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / "results.json", "plot": out / "success.png"}
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2))
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        names = [TABLE_NAMES[t] for t in self.tasks] + ["Avg"]
-        values = [*self.tasks.values(), self.average]
-        ax.bar(names, values, color=["tab:blue"] * len(self.tasks) + ["tab:gray"])
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("success rate")
-        ax.set_title(f"{self.policy} ({self.episodes_per_task} episodes/task, seed {self.seed})")
-        for i, v in enumerate(values):
-            ax.text(i, v + 0.02, f"{v:.2f}", ha="center", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(paths["plot"], dpi=120)
-        plt.close(fig)
+        plot_success_progress([self], paths["plot"])
         return paths
+
+
+def plot_success_progress(results: list[EvalResult], path: str | Path) -> Path:
+    """Grouped bars per task (and the average): success rate and progress to the goal of each
+    result side by side, progress hatched, values written on the bars."""
+    from more_policy.plotting import pyplot
+
+    if not results:
+        raise ValueError("nothing to plot")
+    plt = pyplot()
+    tasks = list(results[0].tasks)
+    x = np.arange(len(tasks) + 1)
+    width = 0.8 / (2 * len(results))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(x)), 3.6))
+    for k, r in enumerate(results):
+        color = f"C{k}"
+        for j, (label, values, hatch) in enumerate((
+                ("success", [*(r.tasks[t] for t in tasks), r.average], None),
+                ("progress", [*(r.progress[t] for t in tasks), r.average_progress], "//"))):
+            offset = (2 * k + j + 0.5) * width - 0.4
+            ax.bar(x + offset, values, width, color=color, alpha=1.0 if j == 0 else 0.45,
+                   hatch=hatch, edgecolor=color, label=f"{r.policy}: {label}")
+            for xi, v in zip(x + offset, values):
+                ax.text(xi, v + 0.02, f"{v:.2f}", ha="center", fontsize=6, rotation=90)
+    ax.set_xticks(x, [TABLE_NAMES[t] for t in tasks] + ["Avg"])
+    ax.set_ylim(0, 1.25)
+    ax.set_ylabel("success rate / progress")
+    episodes = ", ".join(f"{r.policy} {r.episodes_per_task}" for r in results)
+    ax.set_title(f"success and progress to the goal (episodes per task: {episodes}; "
+                 f"seed {results[0].seed})", fontsize=9)
+    ax.legend(fontsize=7, ncol=len(results), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
 
 
 def evaluate(policy, tasks: str | list[str] = "all", episodes: int = 25, seed: int = 0, *,
@@ -270,12 +299,11 @@ def _run_batch(policy, task: str, envs: list[Go2TaskEnv], indices: list[int], se
                 _fail(r, e, obs, s)
                 continue
             r.steps, r.success = info["step"], bool(success)
-            r.failure = info["failure"]
+            r.failure, r.timeout = info["failure"], bool(info["timeout"])
             r.end_distance = envs[s].goal_distance()
             if done:
                 if s in views:  # the end state, with the outcome
-                    frames[s].append(_frame(envs[s], views[s], obs[s], command,
-                                            outcome_text(r.success, r.failure, done)))
+                    frames[s].append(_frame(envs[s], views[s], obs[s], command, r.outcome))
                 del obs[s]
     for s, view in views.items():
         view.close()

@@ -51,13 +51,16 @@ class Caption:
         return lines
 
 
-def outcome_text(success: bool, failure: str | None, done: bool) -> str:
-    """One word or two for the caption and the demo's summary table."""
+def outcome_text(success: bool, failure: str | None = None, timeout: bool = False,
+                 goal_distance: float | None = None) -> str:
+    """Why an episode ended, in a few words (captions, the demo's summary table)."""
     if success:
         return "success"
     if failure:
         return f"failure: {failure}"
-    return "timeout" if done else "running"
+    away = f" ({goal_distance:.2f} m from the goal)" if goal_distance is not None \
+        and math.isfinite(goal_distance) else ""
+    return ("timeout" if timeout else "stopped short") + away
 
 
 class TopDownView:
