@@ -29,6 +29,7 @@ class Image:
     machine: str
     glibc: tuple[int, int]  # the base image's C library: manylinux_2_<minor> wheels and older
     lock: str  # MORE_LOCK: the pinned stack for this Python
+    source: str | None = None  # pins the Dockerfile builds from source (no wheel exists)
 
     def requirements(self) -> tuple[str, ...]:
         return (self.lock, *COMMON)
@@ -44,7 +45,7 @@ IMAGES = (
     Image("Dockerfile", "ubuntu24.04", "3.12", "x86_64", (2, 39), "requirements/lock.txt"),
     # JetPack 6 / L4T r36 is Ubuntu 22.04 (jammy): Python 3.10, glibc 2.35.
     Image("Dockerfile.jetson", "r36", "3.10", "aarch64", (2, 35),
-          "requirements/lock-py310.txt"),
+          "requirements/lock-py310.txt", source="requirements/jetson-source.txt"),
 )
 
 
@@ -71,6 +72,8 @@ def test_dockerfile_installs_the_checked_python_and_lock(image):
     lock = re.search(r"MORE_LOCK=(\S+)", text)
     assert (lock.group(1) if lock else "requirements/lock.txt") == image.lock
     assert "scripts/setup.sh" in text
+    if image.source:
+        assert "--no-binary" in text and image.source in text
     for path in image.requirements():
         assert pins(path), f"{path} pins nothing"
 
@@ -83,6 +86,18 @@ def test_every_pin_has_a_wheel_for_the_image(image, tmp_path):
     errors = [line for line in run.stderr.splitlines() if line.startswith("ERROR")]
     assert run.returncode == 0, f"{image.dockerfile} (Python {image.python}, " \
         f"{image.machine}): " + "\n".join(errors or [run.stderr[-2000:]])
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("image", [i for i in IMAGES if i.source], ids=lambda i: i.dockerfile)
+def test_source_built_pins_exist_as_sdists(image):
+    for pin in pins(image.source):
+        name, version = pin.split("==")
+        run = subprocess.run([sys.executable, "-m", "pip", "index", "versions", name],
+                             capture_output=True, text=True, timeout=240)
+        assert run.returncode == 0, run.stderr[-1000:]
+        available = re.search(r"Available versions: (.*)", run.stdout)
+        assert available and version in available.group(1).split(", "), run.stdout
 
 
 @pytest.mark.timeout(300)

@@ -53,8 +53,8 @@ PARAMETERS = (
     ParamSpec("seed", 0, "weight seed of a random-* checkpoint"),
     ParamSpec("image_topic", IMAGE_TOPIC, "sensor_msgs/Image camera topic (sensor-data QoS)"),
     ParamSpec("instruction_topic", INSTRUCTION_TOPIC,
-              "std_msgs/String instruction topic (reliable; volatile or transient-local "
-              "publishers: a latched last instruction reaches a late-starting policy)"),
+              "std_msgs/String instruction topic (one reliable, volatile subscription: hears "
+              "`ros2 topic pub` and transient-local publishers once it is up)"),
     ParamSpec("command_topic", COMMAND_TOPIC, "more_msgs/Go2Command output topic"),
     ParamSpec("status_topic", STATUS_TOPIC, "more_msgs/PolicyStatus output topic"),
     ParamSpec("max_rate_hz", 10.0, "upper bound on inferences per second (0 = as fast as frames)",
