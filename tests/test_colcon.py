@@ -19,10 +19,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 PACKAGES = ("more_msgs", "more_policy", "more_bringup")
 
 
-def in_overlay(install: Path, command: str, **kwargs) -> subprocess.CompletedProcess:
-    """``command`` in bash after sourcing the overlay, as a user would."""
-    return subprocess.run(["bash", "-c", f"source {install}/setup.bash && {command}"],
-                          capture_output=True, text=True, check=True, **kwargs)
+def overlay_command(install: Path, *args: str) -> list[str]:
+    """``args`` run by bash after sourcing the overlay, as a user would."""
+    return ["bash", "-c", f'source {install}/setup.bash && exec "$@"', "bash", *args]
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +38,11 @@ def install(tmp_path_factory) -> Path:
 
 @pytest.mark.timeout(1500)
 def test_packages_land_in_the_ament_index(install):
-    out = in_overlay(install, "python -c 'from ament_index_python.packages import "
-                     "get_package_prefix as p; import more_policy, sys; "
-                     f"print(*[p(n) for n in {PACKAGES!r}], more_policy.__file__, sep=chr(10))'")
+    code = ("from ament_index_python.packages import get_package_prefix as p; "
+            f"import more_policy; print(*[p(n) for n in {PACKAGES!r}], more_policy.__file__)")
+    out = subprocess.run(overlay_command(install, sys.executable, "-c", code),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
     prefixes = out.stdout.split()
     assert prefixes[:3] == [str(install / name) for name in PACKAGES]
     assert prefixes[3].startswith(str(install / "more_policy")), "imports the installed copy"
@@ -56,8 +57,7 @@ def test_installed_node_executable_runs_with_the_venv_python(install):
     assert Path(shebang.removeprefix("#!")).resolve() == Path(sys.executable).resolve(), shebang
     with isolated_domain():
         proc = subprocess.Popen(
-            ["bash", "-c", f"source {install}/setup.bash && exec {exe} --ros-args "
-             "-p checkpoint:=random-tiny"],
+            overlay_command(install, str(exe), "--ros-args", "-p", "checkpoint:=random-tiny"),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
             lines = []
