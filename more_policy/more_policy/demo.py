@@ -109,7 +109,9 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
     overrides = [f"go2_sim_node.task={task}", f"go2_sim_node.seed={seed}",
                  "go2_sim_node.publish_instruction=true", f"policy_node.checkpoint={checkpoint}",
                  "go2_sim_node.image_width=160", "go2_sim_node.image_height=120"]
-    run_stack("sim", overrides=overrides, record=str(bag), duration_s=seconds)
+    # `seconds` of episode: counted from the sim's first report, not from process start.
+    run_stack("sim", overrides=overrides, record=str(bag), duration_s=seconds,
+              start_on_topic=EPISODE_TOPIC)
     messages = read_bag(bag, (EPISODE_TOPIC, IMAGE_TOPIC, COMMAND_TOPIC))
     reports = [json.loads(m.msg.data) for m in messages if m.topic == EPISODE_TOPIC]
     if not reports:

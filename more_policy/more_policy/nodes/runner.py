@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -148,9 +149,13 @@ def stop_children(children: list[subprocess.Popen], timeout: float = 10.0) -> No
             child.wait()
 
 
-def spin_nodes(nodes: list, duration_s: float | None = None) -> None:
+def spin_nodes(nodes: list, duration_s: float | None = None,
+               ready: Callable[[], bool] | None = None, ready_timeout_s: float = 180.0) -> None:
     """Spin nodes in one MultiThreadedExecutor until Ctrl-C/SIGTERM (or ``duration_s``);
-    always destroy them (each node leaves its hardware safe in destroy_node)."""
+    always destroy them (each node leaves its hardware safe in destroy_node).
+
+    With ``ready``, ``duration_s`` counts from when ``ready()`` first holds, so a slow start
+    (a loaded machine) does not shorten the run; TimeoutError if it never does."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
@@ -161,9 +166,16 @@ def spin_nodes(nodes: list, duration_s: float | None = None) -> None:
         if duration_s is None:
             executor.spin()
         else:
-            end = time.monotonic() + duration_s
-            while rclpy.ok() and time.monotonic() < end:
+            start, end = time.monotonic(), None
+            while rclpy.ok():
                 executor.spin_once(timeout_sec=0.1)
+                now = time.monotonic()
+                if end is None and (ready is None or ready()):
+                    end = now + duration_s
+                elif end is None and now - start > ready_timeout_s:
+                    raise TimeoutError(f"the stack was not ready after {ready_timeout_s:g} s")
+                elif end is not None and now >= end:
+                    break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -193,8 +205,12 @@ def exit_process(code: int = 0) -> NoReturn:
 
 
 def run_stack(stack_name: str, config_file: str | None = None, overrides: list[str] = (),
-              record: str | None = None, duration_s: float | None = None) -> int:
-    """Start a stack (`more run sim|go2`); returns when it is stopped (or after duration_s)."""
+              record: str | None = None, duration_s: float | None = None,
+              start_on_topic: str | None = None) -> int:
+    """Start a stack (`more run sim|go2`); returns when it is stopped (or after duration_s,
+    counted from the first recorded message on ``start_on_topic`` when given)."""
+    if start_on_topic and not (record and duration_s):
+        raise ValueError("start_on_topic needs record and duration_s")
     import rclpy
 
     stack = STACKS[stack_name]
@@ -206,15 +222,20 @@ def run_stack(stack_name: str, config_file: str | None = None, overrides: list[s
     children: list[subprocess.Popen] = []
     try:
         nodes = build_nodes(stack, config, parsed)
+        ready = None
         if record:
             from more_policy.nodes.bags import BagRecorder
 
-            nodes.append(BagRecorder(record))
+            recorder = BagRecorder(record)
+            nodes.append(recorder)
+            if start_on_topic:
+                def ready() -> bool:
+                    return recorder.counts.get(start_on_topic, 0) > 0
         children = start_child_nodes(stack, config, parsed)
         names = [n.get_name() for n in nodes] + [f"{c} (child process)"
                                                  for c in stack.child_processes]
         print(f"more run {stack_name}: {', '.join(names)} with {config}", file=sys.stderr)
-        spin_nodes(nodes, duration_s)
+        spin_nodes(nodes, duration_s, ready)
     finally:
         stop_children(children)
         if rclpy.ok():
