@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -286,11 +285,9 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from more_policy.nodes.runner import exit_process, spin_nodes
+    from more_policy.nodes.runner import node_main
 
-    rclpy.init(args=args)
-    spin_nodes([PolicyNode()])
-    exit_process(0)
+    node_main(PolicyNode, args)
 
 
 if __name__ == "__main__":

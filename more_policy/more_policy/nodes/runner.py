@@ -192,6 +192,27 @@ def spin_nodes(nodes: list, duration_s: float | None = None,
             rclpy.shutdown()
 
 
+def node_main(make_node: Callable[[], Any], args: list[str] | None = None) -> NoReturn:
+    """main() of a node executable: rclpy.init, build the node, spin it, exit.
+
+    Ctrl-C or SIGTERM at any moment, even while the node is still being built (a model
+    loading: rclpy's handler then raises KeyboardInterrupt there, or the half-built node fails
+    on the shut-down context), ends the process at once with exit code 0 and no traceback.
+    A node that fails to build for any other reason raises as usual.
+    """
+    import rclpy
+
+    rclpy.init(args=args)
+    try:
+        node = make_node()
+    except (KeyboardInterrupt, Exception):
+        if rclpy.ok():  # not a shutdown: a real failure
+            raise
+        exit_process(0)  # interrupted while building: nothing started that needs stopping
+    spin_nodes([node])
+    exit_process(0)
+
+
 def exit_process(code: int = 0) -> NoReturn:
     """End a node process right after its clean shutdown (nodes destroyed, rclpy shut down).
 
