@@ -50,6 +50,8 @@ def test_frame_layout_and_text_band():
     assert (band > 128).any(), "caption text drawn"
     green = band[..., 1].astype(int) - band[..., 0]
     assert green.max() > 80, "a success is written in green"
+    no_command = rollout_frame(camera, top, Caption("go to the red ball", 0))
+    assert no_command.shape == frame.shape  # every frame of a video has the same size
     with pytest.raises(ValueError, match="image"):
         rollout_frame(np.zeros((0, 0, 3), np.uint8), None, Caption("x", 0))
 

@@ -26,6 +26,7 @@ from more_policy.actions import ActionSpace
 
 PANEL = 240  # px: height of each picture in a frame
 TEXT_ROW = 18  # px per caption line
+CAPTION_LINES = 3  # instruction; step and outcome; command
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 MARGIN_M = 0.8  # m of floor shown around the robot's start and the goal
 # The command fields worth reading in a caption (all 12 are in the bag and the episode data).
@@ -110,7 +111,8 @@ def rollout_frame(camera: np.ndarray, top: np.ndarray | None, caption: Caption,
     panels = [_fit(camera, PANEL)] + ([_fit(top, PANEL)] if top is not None else [])
     pictures = np.concatenate(panels, axis=1)
     lines = caption.lines(action_space)
-    band = np.full((TEXT_ROW * len(lines) + 6, pictures.shape[1], 3), 24, dtype=np.uint8)
+    # Fixed height (a frame before the first command has one line less): one video, one size.
+    band = np.full((TEXT_ROW * CAPTION_LINES + 6, pictures.shape[1], 3), 24, dtype=np.uint8)
     for i, text in enumerate(lines):
         color = (255, 255, 255)
         if i == 1 and caption.outcome != "running":
