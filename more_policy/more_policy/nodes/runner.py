@@ -179,13 +179,14 @@ def spin_nodes(nodes: list, duration_s: float | None = None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown()
-        # rclpy 7.1's Executor.shutdown() does not wait for callbacks already handed to the
-        # thread pool; let them finish before their nodes go (else each one dies on a destroyed
-        # handle and rclpy prints "exception was never retrieved" at exit).
+        # rclpy 7.1's Executor.shutdown() neither waits for callbacks already handed to the
+        # thread pool nor for the handler of its own wake-up guard, which it destroys at once:
+        # let the pool finish first (else a callback dies on a destroyed handle and rclpy
+        # prints "exception was never retrieved" at exit), then shut the executor down.
         pool = getattr(executor, "_executor", None)
         if pool is not None:
             pool.shutdown(wait=True)
+        executor.shutdown()
         for node in reversed(nodes):
             node.destroy_node()
         if rclpy.ok():
