@@ -7,10 +7,14 @@ PYTEST_ARGS ?=
 # make bench BENCH="sim data": only bench_sim.py and bench_data.py
 BENCH ?=
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup colcon demo test test-fast lint bench clean
 
 setup:
 	@scripts/setup.sh
+
+# ros2_ws with colcon run by the venv's Python (executables get that interpreter).
+colcon: setup
+	@scripts/colcon_build.sh
 
 demo: setup
 	@$(RUN) more demo

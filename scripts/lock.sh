@@ -13,7 +13,10 @@ from pathlib import Path
 
 out = Path(sys.argv[1])
 ros_pattern = re.compile(r"^(ros-|catkin-pkg|empy|lark-parser)", re.I)
-separate = {"torch", "unitree-sdk2"}  # requirements/torch.txt, requirements/unitree.txt
+# requirements/torch.txt, unitree.txt, colcon.txt (installed --no-deps)
+separate = {"torch", "unitree-sdk2"} | {
+    re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
+    for line in (out / "colcon.txt").read_text().splitlines() if "==" in line}
 pins = {}
 for dist in md.distributions():
     name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()

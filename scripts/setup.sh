@@ -13,6 +13,9 @@ VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 STAMPS="$VENV/.more-stamps"
 REQ="$ROOT/requirements"
+# The pinned stack; the Jetson image (Python 3.10) sets MORE_LOCK=requirements/lock-py310.txt.
+LOCK="${MORE_LOCK:-$REQ/lock.txt}"
+[[ "$LOCK" = /* ]] || LOCK="$ROOT/$LOCK"
 APT_PACKAGES=(libusb-1.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri cmake g++)
 
 # pip warns once per package about the image's empty local index folders; hide only that.
@@ -53,17 +56,19 @@ source "$VENV/bin/activate"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # torch first, pinned: anything that pulls an unpinned torch would download GBs of CUDA.
-h=$(inputs_hash "$REQ/torch.txt" "${ros_reqs[@]}" "$REQ/lock.txt")
+h=$(inputs_hash "$REQ/torch.txt" "${ros_reqs[@]}" "$LOCK" "$REQ/unitree.txt" "$REQ/colcon.txt")
 if ! up_to_date pip "$h"; then
   log "pip: torch (CPU build), then the pinned stack (requirements/)"
   pip_quiet install -q -r "$REQ/torch.txt"
-  req_args=(-r "$REQ/lock.txt")
+  req_args=(-r "$LOCK")
   for r in "${ros_reqs[@]}"; do req_args+=(-r "$r"); done
   pip_quiet install -q -c "$REQ/torch.txt" "${req_args[@]}"
   # unitree-sdk2 pins cyclonedds 0.10.2, which has no wheel for this Python: install it without
   # deps on top of cyclonedds 11 (ENVIRONMENT.md; its import defects are handled in
   # more_policy/robot/sdk_compat.py).
   pip_quiet install -q --no-deps -r "$REQ/unitree.txt"
+  # colcon, run by this venv's Python (scripts/colcon_build.sh); why --no-deps: colcon.txt.
+  pip_quiet install -q --no-deps -r "$REQ/colcon.txt"
   python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" \
     || { log "torch was replaced by pip; refusing to continue"; exit 1; }
   mark_done pip "$h"

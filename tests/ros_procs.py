@@ -66,6 +66,20 @@ class NodeProcess:
         if self.alive():
             os.killpg(self.proc.pid, sig)
 
+    def stop_timed(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> tuple[float, int]:
+        """Send ``sig``; returns (seconds until the process exited, exit code), SIGKILL after
+        ``timeout``."""
+        start = time.monotonic()
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.proc.wait(5)
+        seconds = time.monotonic() - start
+        self.log.close()
+        return seconds, self.proc.returncode
+
     def stop(self, timeout: float = 10.0) -> int:
         """SIGINT (clean shutdown), then SIGKILL if it hangs; returns the exit code."""
         if self.alive():

@@ -27,7 +27,9 @@ def test_dockerfile_copies_existing_paths(dockerfile):
     assert sources
     for src in sources:
         assert (REPO / src).exists(), f"{dockerfile.name}: COPY {src} does not exist"
-    assert "scripts/setup.sh" in text and "colcon build" in text
+    # one Python environment: the venv's Python runs colcon (not the apt `colcon build`)
+    assert "scripts/setup.sh" in text and "scripts/colcon_build.sh" in text
+    assert not re.search(r"(RUN|&&)\s+colcon build", text), "colcon must run with the venv"
     assert (DOCKER / f"{dockerfile.name}.dockerignore").is_file()
 
 

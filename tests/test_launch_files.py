@@ -129,7 +129,10 @@ def test_parameter_files_exist_are_installed_and_declared(stack_name):
         undeclared = node["overrides"] - set(declared)
         assert not undeclared, f"{stack.launch_file} sets undeclared {undeclared}"
     sections = yaml.safe_load((BRINGUP / "config" / stack.config_file).read_text())
-    assert set(sections) == set(stack.nodes), "one YAML section per node of the stack"
+    # /**/<node>: the parameters apply whatever namespace the launch file puts the node in
+    assert set(sections) == {f"/**/{name}" for name in stack.nodes}, \
+        "one YAML section per node of the stack, namespace-independent"
+    sections = {key.removeprefix("/**/"): section for key, section in sections.items()}
     for node_name, section in sections.items():
         declared = node_parameters(node_name)
         for key, value in section["ros__parameters"].items():

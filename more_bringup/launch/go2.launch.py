@@ -11,10 +11,10 @@ by `more run go2`).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, GroupAction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -32,13 +32,20 @@ def generate_launch_description() -> LaunchDescription:
                               description="network interface wired to the Go2"),
         DeclareLaunchArgument("use_camera_node", default_value="true",
                               description="false: a realsense2_camera driver you start yourself"),
-        Node(package="more_policy", executable="camera_node", name="camera_node",
-             output="screen", parameters=[config],
-             condition=IfCondition(use_camera_node)),
-        Node(package="more_policy", executable="controller_node", name="controller_node",
-             output="screen",
-             parameters=[config, {"network_interface": network_interface}]),
-        Node(package="more_policy", executable="policy_node", name="policy_node",
-             output="screen",
-             parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="ROS namespace of every node (e.g. robot1); the YAML "
+                              "sections are /**/<node>, so parameters apply in any namespace"),
+        # Scoped: the namespace applies to these nodes only, not to an including launch file.
+        GroupAction([
+            PushRosNamespace(LaunchConfiguration("namespace")),
+            Node(package="more_policy", executable="camera_node", name="camera_node",
+                 output="screen", parameters=[config],
+                 condition=IfCondition(use_camera_node)),
+            Node(package="more_policy", executable="controller_node", name="controller_node",
+                 output="screen",
+                 parameters=[config, {"network_interface": network_interface}]),
+            Node(package="more_policy", executable="policy_node", name="policy_node",
+                 output="screen",
+                 parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),
+        ]),
     ])

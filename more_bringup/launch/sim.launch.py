@@ -8,9 +8,9 @@ Parameters: config/sim.yaml (the same file `more run sim` reads on pip-only mach
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, GroupAction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -27,11 +27,18 @@ def generate_launch_description() -> LaunchDescription:
                               description="backbone quantization: none | int8 | nf4"),
         DeclareLaunchArgument("task", default_value="go_to", description="simulated task"),
         DeclareLaunchArgument("seed", default_value="0", description="scene seed"),
-        Node(package="more_policy", executable="go2_sim_node", name="go2_sim_node",
-             output="screen", parameters=[config, {"task": task, "seed": seed}]),
-        Node(package="more_policy", executable="controller_node", name="controller_node",
-             output="screen", parameters=[config]),
-        Node(package="more_policy", executable="policy_node", name="policy_node",
-             output="screen",
-             parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="ROS namespace of every node (e.g. robot1); the YAML "
+                              "sections are /**/<node>, so parameters apply in any namespace"),
+        # Scoped: the namespace applies to these nodes only, not to an including launch file.
+        GroupAction([
+            PushRosNamespace(LaunchConfiguration("namespace")),
+            Node(package="more_policy", executable="go2_sim_node", name="go2_sim_node",
+                 output="screen", parameters=[config, {"task": task, "seed": seed}]),
+            Node(package="more_policy", executable="controller_node", name="controller_node",
+                 output="screen", parameters=[config]),
+            Node(package="more_policy", executable="policy_node", name="policy_node",
+                 output="screen",
+                 parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),
+        ]),
     ])

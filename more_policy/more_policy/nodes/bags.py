@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 
 from more_policy.data.ros_messages import (
     COMMAND_TOPIC,
@@ -85,9 +85,12 @@ class BagRecorder(Node):
         for spec in topics:
             connection = self._writer.add_connection(spec.name, spec.msgtype, typestore=store)
             self.counts[spec.name] = 0
-            # The publishers' reliability and durability, but a deep queue: a recorder keeps all.
+            # The publishers' reliability, a deep queue (a recorder keeps all), volatile: it
+            # matches volatile and transient-local writers alike, so the recorder hears a
+            # latched and a plain `ros2 topic pub` /instruction, as the policy does.
             qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH,
-                             reliability=spec.qos.reliability, durability=spec.qos.durability)
+                             reliability=spec.qos.reliability,
+                             durability=DurabilityPolicy.VOLATILE)
             self.create_subscription(_ros_class(spec.msgtype), spec.name,
                                      self._writer_callback(spec.name, connection), qos, raw=True)
         self.get_logger().info(f"recording {len(topics)} topics to {self.path}")

@@ -56,6 +56,7 @@ PARAMETERS = (
     ParamSpec("real_time_factor", 1.0, "sim seconds per wall second (upper bound)"),
 )
 EPISODE_RATE_HZ = 2.0
+INSTRUCTION_SETTLE_S = 0.5  # after the first /instruction reader matched
 MAX_CATCH_UP_STEPS = 20  # physics steps per loop iteration before the sim slows down instead
 
 
@@ -91,7 +92,10 @@ class Go2SimNode(Node):
         if p["publish_instruction"]:
             self.instruction_pub = self.create_publisher(String, p["instruction_topic"],
                                                          INSTRUCTION_QOS)
-            self.instruction_pub.publish(String(data=self.instruction))
+            # Readers are volatile (interfaces.INSTRUCTION_SUBSCRIPTION_QOS): publish once they
+            # have matched, not into the void while discovery is still running.
+            self._first_match: float | None = None
+            self._instruction_timer = self.create_timer(0.1, self._publish_instruction_once)
         self.create_timer(1.0 / EPISODE_RATE_HZ, self._publish_episode)
         self._stop = threading.Event()
         self._first_frame = threading.Event()
@@ -104,6 +108,16 @@ class Go2SimNode(Node):
         self._first_frame.wait(timeout=30.0)
         self._threads[1].start()
         self.get_logger().info(f"sim {p['task']} seed {p['seed']}: {self.instruction!r}")
+
+    def _publish_instruction_once(self) -> None:
+        if self.instruction_pub.get_subscription_count() == 0:
+            return
+        now = time.monotonic()
+        self._first_match = self._first_match or now
+        # The readers of one process (policy, recorder) match within moments of each other.
+        if now - self._first_match >= INSTRUCTION_SETTLE_S:
+            self.instruction_pub.publish(String(data=self.instruction))
+            self._instruction_timer.cancel()
 
     def _sim_loop(self) -> None:
         try:

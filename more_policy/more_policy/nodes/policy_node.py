@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -53,17 +53,26 @@ PARAMETERS = (
     ParamSpec("seed", 0, "weight seed of a random-* checkpoint"),
     ParamSpec("image_topic", IMAGE_TOPIC, "sensor_msgs/Image camera topic (sensor-data QoS)"),
     ParamSpec("instruction_topic", INSTRUCTION_TOPIC,
-              "std_msgs/String instruction topic (reliable; a transient-local publisher's "
-              "last instruction reaches a late-starting policy)"),
+              "std_msgs/String instruction topic (one reliable, volatile subscription: hears "
+              "`ros2 topic pub` and transient-local publishers once it is up)"),
     ParamSpec("command_topic", COMMAND_TOPIC, "more_msgs/Go2Command output topic"),
     ParamSpec("status_topic", STATUS_TOPIC, "more_msgs/PolicyStatus output topic"),
-    ParamSpec("max_rate_hz", 10.0, "upper bound on inferences per second (0 = as fast as frames)"),
+    ParamSpec("max_rate_hz", 10.0, "upper bound on inferences per second (0 = as fast as frames)",
+              dynamic=True),
     ParamSpec("image_max_age_s", 0.5,
-              "frames older than this when inference starts are skipped [s]"),
-    ParamSpec("max_instruction_chars", 500, "longer instructions are rejected with a warning"),
+              "frames older than this when inference starts are skipped [s]", dynamic=True),
+    ParamSpec("max_instruction_chars", 500, "longer instructions are rejected with a warning",
+              dynamic=True),
     ParamSpec("prompt_template", "",
-              "prompt with an {instruction} slot; empty keeps the checkpoint's template"),
+              "prompt with an {instruction} slot; empty keeps the checkpoint's template",
+              dynamic=True),
 )
+# How long destroy_node waits for an inference in flight before leaving it to die with the
+# process (Ctrl-C must end the node within 2 s).
+SHUTDOWN_JOIN_S = 0.5
+# Smallest accepted value of the numeric run-time parameters.
+_LOWER_BOUNDS = {"max_rate_hz": 0.0, "image_max_age_s": 0.001, "max_instruction_chars": 1}
+
 
 @dataclass
 class _Frame:
@@ -77,18 +86,15 @@ class PolicyNode(Node):
 
     def __init__(self, policy=None, **node_kwargs) -> None:
         super().__init__("policy_node", **node_kwargs)
-        self.params = declare_parameters(self, PARAMETERS)
-        if self.params["quantization"] not in QUANTIZATION_NAMES:
-            raise ValueError(f"parameter quantization must be one of {QUANTIZATION_NAMES}, got "
-                             f"{self.params['quantization']!r}")
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.params = declare_parameters(self, PARAMETERS)  # overrides pass the check too
         if policy is None:
             self.get_logger().info(f"loading policy {self.params['checkpoint']!r} "
                                    f"({self.params['quantization']}, {self.params['device']})")
             policy = load_policy(self.params["checkpoint"], self.params["quantization"],
                                  self.params["device"], self.params["seed"])
         self.policy = policy
-        if self.params["prompt_template"]:
-            self.policy.config.prompt_template = self.params["prompt_template"]
+        self._checkpoint_template = self.policy.config.prompt_template
         self.action_space = policy.action_space
 
         self._lock = threading.Condition()
@@ -106,14 +112,35 @@ class PolicyNode(Node):
         self.status_pub = self.create_publisher(PolicyStatus, self.params["status_topic"],
                                                 STATUS_QOS)
         self.create_subscription(Image, self.params["image_topic"], self._on_image, SENSOR_QOS)
-        for qos in INSTRUCTION_SUBSCRIPTION_QOS:
-            self.create_subscription(String, self.params["instruction_topic"],
-                                     self._on_instruction, qos)
+        self.create_subscription(String, self.params["instruction_topic"], self._on_instruction,
+                                 INSTRUCTION_SUBSCRIPTION_QOS)
         self._worker = threading.Thread(target=self._inference_loop, name="more_policy_infer",
                                         daemon=True)
         self._worker.start()
         self.get_logger().info("policy ready; waiting for an instruction on "
                                f"{self.params['instruction_topic']}")
+
+    # -- parameters ----------------------------------------------------------------------------
+    @staticmethod
+    def _check_values(values: dict) -> None:
+        if values.get("quantization", "none") not in QUANTIZATION_NAMES:
+            raise ValueError(f"parameter quantization must be one of {QUANTIZATION_NAMES}, got "
+                             f"{values['quantization']!r}")
+        for name, low in _LOWER_BOUNDS.items():
+            if name in values and not values[name] >= low:
+                raise ValueError(f"parameter {name} must be >= {low}, got {values[name]}")
+        template = values.get("prompt_template", "")
+        if template and "{instruction}" not in template:
+            raise ValueError("parameter prompt_template needs an {instruction} slot, got "
+                             f"{template!r}")
+
+    def _check_parameters(self, params) -> SetParametersResult:
+        """Reject a run-time change with a reason (read-only ones never get here)."""
+        try:
+            self._check_values({p.name: p.value for p in params})
+        except ValueError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
 
     # -- subscription callbacks: store and wake the worker, nothing else -----------------------
     def _on_image(self, msg: Image) -> None:
@@ -174,6 +201,8 @@ class PolicyNode(Node):
             try:
                 self._act(*job)
             except Exception as e:  # a model failure must not kill the node: report and go on
+                if self._stopping():
+                    return
                 self.get_logger().error(f"inference failed: {type(e).__name__}: {e}")
                 self._publish_status("error", job[1], job[2])
 
@@ -185,6 +214,8 @@ class PolicyNode(Node):
                                       throttle_duration_sec=2.0)
             return
         self._last_infer = time.monotonic()
+        self.policy.config.prompt_template = (self.params["prompt_template"]
+                                              or self._checkpoint_template)
         result = self.policy.act([frame.rgb], [instruction])
         values = np.asarray(result.values, dtype=np.float64)[0]  # (12,) SI units
         if not np.all(np.isfinite(values)):
@@ -201,7 +232,7 @@ class PolicyNode(Node):
         command = to_go2_command(
             self.action_space, values, bins=np.asarray(result.bins)[0],
             token_offset=self.policy.token_offset, episode_id=episode, stamp=stamp.to_msg())
-        self.command_pub.publish(command)
+        self._publish(self.command_pub, command)
         total_ms = (stamp.nanoseconds - start_ns) / 1e6
         self._publish_status("terminated" if terminate else "running", instruction, episode,
                              result=result, image_age_ms=image_age_ms, total_ms=total_ms)
@@ -227,21 +258,37 @@ class PolicyNode(Node):
             if usage.size:
                 status.expert_load = [float(x) for x in usage.mean(axis=0)]
                 status.expert_load_max = float(usage.max())
-        self.status_pub.publish(status)
+        self._publish(self.status_pub, status)
+
+    def _stopping(self) -> bool:
+        return self._shutdown or not self.context.ok()
+
+    def _publish(self, publisher, msg) -> None:
+        """Publish unless the node is going away. Ctrl-C shuts the context down from the signal
+        handler while the worker may be mid-inference; its late result is dropped quietly."""
+        with self._lock:  # destroy_node takes it too: no publish races the publisher's teardown
+            if self._stopping():
+                return
+            try:
+                publisher.publish(msg)
+            except Exception:
+                if not self._stopping():
+                    raise
 
     def destroy_node(self) -> None:
         with self._lock:
             self._shutdown = True
             self._lock.notify_all()
-        self._worker.join(timeout=5.0)
+        # An inference in flight cannot be interrupted; its result is dropped (_publish), so
+        # shutdown does not wait for it (the worker is a daemon thread).
+        self._worker.join(timeout=SHUTDOWN_JOIN_S)
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:
-    from more_policy.nodes.runner import spin_nodes
+    from more_policy.nodes.runner import node_main
 
-    rclpy.init(args=args)
-    spin_nodes([PolicyNode()])
+    node_main(PolicyNode, args)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -74,7 +75,8 @@ def bringup_dir() -> Path:
 def load_node_parameters(config_file: str | Path, node_name: str) -> dict[str, Any]:
     """The ``ros__parameters`` of ``node_name`` in a ROS 2 parameter YAML file."""
     data = yaml.safe_load(Path(config_file).read_text()) or {}
-    section = data.get(node_name) or data.get(f"/{node_name}") or {}
+    section = next((data[key] for key in (f"/**/{node_name}", node_name, f"/{node_name}")
+                    if key in data), {})
     return dict(section.get("ros__parameters") or {})
 
 
@@ -147,9 +149,13 @@ def stop_children(children: list[subprocess.Popen], timeout: float = 10.0) -> No
             child.wait()
 
 
-def spin_nodes(nodes: list, duration_s: float | None = None) -> None:
+def spin_nodes(nodes: list, duration_s: float | None = None,
+               ready: Callable[[], bool] | None = None, ready_timeout_s: float = 180.0) -> None:
     """Spin nodes in one MultiThreadedExecutor until Ctrl-C/SIGTERM (or ``duration_s``);
-    always destroy them (each node leaves its hardware safe in destroy_node)."""
+    always destroy them (each node leaves its hardware safe in destroy_node).
+
+    With ``ready``, ``duration_s`` counts from when ``ready()`` first holds, so a slow start
+    (a loaded machine) does not shorten the run; TimeoutError if it never does."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
@@ -160,28 +166,73 @@ def spin_nodes(nodes: list, duration_s: float | None = None) -> None:
         if duration_s is None:
             executor.spin()
         else:
-            end = time.monotonic() + duration_s
-            while rclpy.ok() and time.monotonic() < end:
+            start, end = time.monotonic(), None
+            while rclpy.ok():
                 executor.spin_once(timeout_sec=0.1)
+                now = time.monotonic()
+                if end is None and (ready is None or ready()):
+                    end = now + duration_s
+                elif end is None and now - start > ready_timeout_s:
+                    raise TimeoutError(f"the stack was not ready after {ready_timeout_s:g} s")
+                elif end is not None and now >= end:
+                    break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown()
-        # rclpy 7.1's Executor.shutdown() does not wait for callbacks already handed to the
-        # thread pool; let them finish before their nodes go (else each one dies on a destroyed
-        # handle and rclpy prints "exception was never retrieved" at exit).
+        # rclpy 7.1's Executor.shutdown() neither waits for callbacks already handed to the
+        # thread pool nor for the handler of its own wake-up guard, which it destroys at once:
+        # let the pool finish first (else a callback dies on a destroyed handle and rclpy
+        # prints "exception was never retrieved" at exit), then shut the executor down.
         pool = getattr(executor, "_executor", None)
         if pool is not None:
             pool.shutdown(wait=True)
+        executor.shutdown()
         for node in reversed(nodes):
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
 
 
+def node_main(make_node: Callable[[], Any], args: list[str] | None = None) -> NoReturn:
+    """main() of a node executable: rclpy.init, build the node, spin it, exit.
+
+    Ctrl-C or SIGTERM at any moment, even while the node is still being built (a model
+    loading: rclpy's handler then raises KeyboardInterrupt there, or the half-built node fails
+    on the shut-down context), ends the process at once with exit code 0 and no traceback.
+    A node that fails to build for any other reason raises as usual.
+    """
+    import rclpy
+
+    rclpy.init(args=args)
+    try:
+        node = make_node()
+    except (KeyboardInterrupt, Exception):
+        if rclpy.ok():  # not a shutdown: a real failure
+            raise
+        exit_process(0)  # interrupted while building: nothing started that needs stopping
+    spin_nodes([node])
+    exit_process(0)
+
+
+def exit_process(code: int = 0) -> NoReturn:
+    """End a node process right after its clean shutdown (nodes destroyed, rclpy shut down).
+
+    Normal interpreter finalization with torch loaded takes seconds on a busy machine (it
+    tears down thousands of modules), past the 2 s a Ctrl-C or SIGTERM may take; nothing is
+    left to clean up here, so flush the output and leave.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run_stack(stack_name: str, config_file: str | None = None, overrides: list[str] = (),
-              record: str | None = None, duration_s: float | None = None) -> int:
-    """Start a stack (`more run sim|go2`); returns when it is stopped (or after duration_s)."""
+              record: str | None = None, duration_s: float | None = None,
+              start_on_topic: str | None = None) -> int:
+    """Start a stack (`more run sim|go2`); returns when it is stopped (or after duration_s,
+    counted from the first recorded message on ``start_on_topic`` when given)."""
+    if start_on_topic and not (record and duration_s):
+        raise ValueError("start_on_topic needs record and duration_s")
     import rclpy
 
     stack = STACKS[stack_name]
@@ -193,15 +244,20 @@ def run_stack(stack_name: str, config_file: str | None = None, overrides: list[s
     children: list[subprocess.Popen] = []
     try:
         nodes = build_nodes(stack, config, parsed)
+        ready = None
         if record:
             from more_policy.nodes.bags import BagRecorder
 
-            nodes.append(BagRecorder(record))
+            recorder = BagRecorder(record)
+            nodes.append(recorder)
+            if start_on_topic:
+                def ready() -> bool:
+                    return recorder.counts.get(start_on_topic, 0) > 0
         children = start_child_nodes(stack, config, parsed)
         names = [n.get_name() for n in nodes] + [f"{c} (child process)"
                                                  for c in stack.child_processes]
         print(f"more run {stack_name}: {', '.join(names)} with {config}", file=sys.stderr)
-        spin_nodes(nodes, duration_s)
+        spin_nodes(nodes, duration_s, ready)
     finally:
         stop_children(children)
         if rclpy.ok():

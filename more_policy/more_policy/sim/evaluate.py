@@ -23,6 +23,8 @@ from more_policy.actions import ActionSpace
 from more_policy.sim.env import Go2TaskEnv, Observation, make_env
 from more_policy.sim.expert import ScriptedExpert
 from more_policy.sim.generate import episode_seed, parse_tasks
+from more_policy.sim.tasks import goal_xy
+from more_policy.sim.video import Caption, TopDownView, outcome_text, rollout_frame, write_video
 
 TABLE_NAMES = {"distinguish": "Distinguish", "go_to": "Go to", "go_avoid": "Go avoid",
                "go_through": "Go through", "crawl": "Crawl", "unload": "Unload"}
@@ -116,6 +118,14 @@ class EpisodeResult:
     error: str | None = None
     start_distance: float = math.nan  # metres to the task's goal region at reset
     end_distance: float = math.nan  # ... when the episode ended
+    timeout: bool = False  # ended by the step limit
+
+    @property
+    def outcome(self) -> str:
+        """Why the episode ended, in a few words (the demo's table, video captions)."""
+        if self.error:
+            return f"error: {self.error.splitlines()[0]}"
+        return outcome_text(self.success, self.failure, self.timeout, self.end_distance)
 
     @property
     def progress(self) -> float:
@@ -170,27 +180,48 @@ class EvalResult:
                 "episodes": [asdict(e) for e in self.episodes]}
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write results.json and success.png (a bar plot) into ``out_dir``."""
-        from more_policy.plotting import pyplot
-
-        plt = pyplot()
+        """Write results.json and success.png (success and progress per task) into ``out_dir``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / "results.json", "plot": out / "success.png"}
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2))
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        names = [TABLE_NAMES[t] for t in self.tasks] + ["Avg"]
-        values = [*self.tasks.values(), self.average]
-        ax.bar(names, values, color=["tab:blue"] * len(self.tasks) + ["tab:gray"])
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("success rate")
-        ax.set_title(f"{self.policy} ({self.episodes_per_task} episodes/task, seed {self.seed})")
-        for i, v in enumerate(values):
-            ax.text(i, v + 0.02, f"{v:.2f}", ha="center", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(paths["plot"], dpi=120)
-        plt.close(fig)
+        plot_success_progress([self], paths["plot"])
         return paths
+
+
+def plot_success_progress(results: list[EvalResult], path: str | Path) -> Path:
+    """Grouped bars per task (and the average): success rate and progress to the goal of each
+    result side by side, progress hatched, values written on the bars."""
+    from more_policy.plotting import pyplot
+
+    if not results:
+        raise ValueError("nothing to plot")
+    plt = pyplot()
+    tasks = list(results[0].tasks)
+    x = np.arange(len(tasks) + 1)
+    width = 0.8 / (2 * len(results))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(x)), 3.6))
+    for k, r in enumerate(results):
+        color = f"C{k}"
+        for j, (label, values, hatch) in enumerate((
+                ("success", [*(r.tasks[t] for t in tasks), r.average], None),
+                ("progress", [*(r.progress[t] for t in tasks), r.average_progress], "//"))):
+            offset = (2 * k + j + 0.5) * width - 0.4
+            ax.bar(x + offset, values, width, color=color, alpha=1.0 if j == 0 else 0.45,
+                   hatch=hatch, edgecolor=color, label=f"{r.policy}: {label}")
+            for xi, v in zip(x + offset, values):
+                ax.text(xi, v + 0.02, f"{v:.2f}", ha="center", fontsize=6, rotation=90)
+    ax.set_xticks(x, [TABLE_NAMES[t] for t in tasks] + ["Avg"])
+    ax.set_ylim(0, 1.25)
+    ax.set_ylabel("success rate / progress")
+    episodes = ", ".join(f"{r.policy} {r.episodes_per_task}" for r in results)
+    ax.set_title(f"success and progress to the goal (episodes per task: {episodes}; "
+                 f"seed {results[0].seed})", fontsize=9)
+    ax.legend(fontsize=7, ncol=len(results), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
 
 
 def evaluate(policy, tasks: str | list[str] = "all", episodes: int = 25, seed: int = 0, *,
@@ -234,12 +265,17 @@ def _run_batch(policy, task: str, envs: list[Go2TaskEnv], indices: list[int], se
     results = [EpisodeResult(task, i, episode_seed(seed, task, i)) for i in indices]
     obs: dict[int, Observation] = {}
     frames: dict[int, list[np.ndarray]] = {s: [] for s in range(len(indices)) if record[s]}
+    views: dict[int, TopDownView] = {}
     for slot, r in enumerate(results):
         try:
             obs[slot] = envs[slot].reset(seed=r.seed)
             r.instruction = envs[slot].instruction.text
             r.start_distance = r.end_distance = envs[slot].goal_distance()
             policy.reset(slot, envs[slot], r.seed)
+            if slot in frames:
+                views[slot] = TopDownView.framing(envs[slot].physics.model,
+                                                  envs[slot].base_pose()[:2],
+                                                  goal_xy(envs[slot].scene))
         except Exception as e:  # a broken episode is a failure with a reason
             _fail(r, e, obs, slot)
     while obs:
@@ -255,22 +291,33 @@ def _run_batch(policy, task: str, envs: list[Go2TaskEnv], indices: list[int], se
                 _fail(results[s], e, obs, s)
             break
         for s, command in zip(slots, commands):
-            if s in frames:
-                frames[s].append(obs[s].image)
+            r = results[s]
+            if s in views:
+                frames[s].append(_frame(envs[s], views[s], obs[s], command, "running"))
             try:
                 obs[s], success, done, info = envs[s].step(command)
             except Exception as e:
-                _fail(results[s], e, obs, s)
+                _fail(r, e, obs, s)
                 continue
-            results[s].steps, results[s].success = info["step"], bool(success)
-            results[s].failure = info["failure"]
-            results[s].end_distance = envs[s].goal_distance()
+            r.steps, r.success = info["step"], bool(success)
+            r.failure, r.timeout = info["failure"], bool(info["timeout"])
+            r.end_distance = envs[s].goal_distance()
             if done:
+                if s in views:  # the end state, with the outcome
+                    frames[s].append(_frame(envs[s], views[s], obs[s], command, r.outcome))
                 del obs[s]
-    for s, images in frames.items():
-        if images:
-            _write_video(Path(video_dir) / f"{task}_{results[s].index:03d}.mp4", images)
+    for s, view in views.items():
+        view.close()
+        if frames[s]:
+            write_video(Path(video_dir) / f"{task}_{results[s].index:03d}.mp4", frames[s])
     return results
+
+
+def _frame(env: Go2TaskEnv, view: TopDownView, obs: Observation, command: np.ndarray,
+           outcome: str) -> np.ndarray:
+    return rollout_frame(obs.image, view.render(env.physics.data),
+                         Caption(env.instruction.text, obs.step, command, outcome),
+                         env.action_space)
 
 
 def _fail(result: EpisodeResult, error: Exception, obs: dict, slot: int) -> None:
@@ -280,10 +327,3 @@ def _fail(result: EpisodeResult, error: Exception, obs: dict, slot: int) -> None
     obs.pop(slot, None)
     if not isinstance(error, ValueError):  # an unexpected crash: keep the trace for debugging
         result.error += "\n" + "".join(traceback.format_exception(error)[-3:])
-
-
-def _write_video(path: Path, frames: list[np.ndarray], fps: float = 5.0) -> None:
-    import imageio.v2 as imageio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
