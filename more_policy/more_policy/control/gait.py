@@ -5,12 +5,15 @@ Same command interface as the walk-these-ways runner (the 12-d MoRE command, rea
 
 1. estimate the body state (:mod:`body_estimate`): roll/pitch from the IMU, forward velocity
    from the legs in sensed ground contact;
-2. the fail-safe governor (:mod:`gait_governor`) turns the command into one the controller
-   keeps upright: velocity, acceleration and turning limits, gaits without support under
-   the trunk (pace, bound, pronk, ...) blended towards a trot, a tilt fallback, slewed gait
-   and posture, a walking posture envelope. Every limit is in ``GovernorConfig``;
-3. every foot's phase from the gait index and the executed (phase, offset, bound); stance for
-   the first ``duration`` of the cycle, swing for the rest;
+2. the command envelope (:class:`~more_policy.control.safety.CommandEnvelope`, shared with
+   the walk-these-ways runner) turns the command into one the controller keeps upright:
+   velocity, acceleration and turning limits, slower and faster-stepping gaits without
+   support under the trunk, slewed gait and posture, a walking posture envelope; the
+   governor (:mod:`gait_governor`) adds the closed-loop tilt fallback to a trot;
+3. every foot's phase from the gait index and the executed (phase, offset, bound) -- the
+   walk-these-ways family: trot, pace, bound, pronk and every blend; stance for the first
+   ``duration`` of the cycle, swing for the rest. Gaits without support under the trunk stand
+   longer (``unsupported_duration``) so their unsupported phase is short;
 4. foot targets in a level frame under each hip: lateral from the stance width, height from
    nominal height + body height; in stance a foot sweeps backwards at the hip's velocity over
    the ground (body velocity plus yaw rate x hip position); in swing it moves to the Raibert
@@ -19,7 +22,8 @@ Same command interface as the walk-these-ways runner (the 12-d MoRE command, rea
    estimate (open loop, scaled by ``velocity_scale``, when the state has no foot forces), yaw
    rate by PI on the gyro; the step frequency rises when a stride would exceed
    ``max_stride``;
-5. the level-frame targets rotated by the commanded pitch into the trunk frame;
+5. the level-frame targets rotated by the commanded pitch into the trunk frame (nose down +,
+   the actions.py convention; the walk-these-ways slot is nose up +);
 6. leg inverse kinematics -> joint targets, PD gains (damping falls from ``kd`` at rest to
    ``kd_top_speed``), and a feed-forward torque J^T f carrying the weight on the stance feet.
 
@@ -46,6 +50,7 @@ from more_policy.control.kinematics import (
     inverse_kinematics,
     leg_jacobian,
 )
+from more_policy.control.safety import CommandEnvelope, EnvelopeConfig
 from more_policy.robot.go2 import NUM_MOTORS, TOTAL_MASS, MotorCommand, RobotState
 
 GRAVITY = 9.81
@@ -70,7 +75,7 @@ class GaitConfig:
     lateral_velocity_scale: float = 1.2  # the same sideways (open loop)
     min_foot_depth: float = 0.14  # m: feet never rise closer than this to the hip plane
     stand_velocity: float = 1e-3  # |v|, |yaw rate| below this count as "stand still"
-    stand_fade_s: float = 0.3  # swing height fades in/out over this when starting/stopping
+    stand_fade_s: float = 0.2  # swing height fades in/out over this when starting/stopping
     control_dt: float = 0.02
     # -- feedback (needs foot forces for the velocity estimate; open loop without them) --
     speed_integral_gain: float = 1.5  # 1/s: sweep correction += gain * dt * velocity error
@@ -82,6 +87,9 @@ class GaitConfig:
     # ~0.05 rad, enough to touch the crawl bar).
     pitch_integral_gain: float = 1.0  # 1/s
     pitch_trim_limit: float = 0.1  # rad
+    # Stance fraction of gaits without support under the trunk (pace, bound, pronk): at 0.5
+    # a 3 Hz pace at 0.5 m/s falls in MuJoCo, at 0.65 every gait corner walks.
+    unsupported_duration: float = 0.65
 
 
 def pitch_matrix(pitch: float) -> np.ndarray:
@@ -96,13 +104,15 @@ class GaitController:
 
     def __init__(self, config: GaitConfig | None = None,
                  action_space: ActionSpace | None = None,
-                 governor: GovernorConfig | None = None):
+                 governor: GovernorConfig | None = None,
+                 envelope: EnvelopeConfig | None = None):
         self.config = config or GaitConfig()
         self.space = action_space or ActionSpace()
         self.control_dt = self.config.control_dt
         self.clock = GaitClock()
         self.estimator = BodyStateEstimator(self.control_dt)
         self.governor = GaitGovernor(governor, self.control_dt)
+        self.envelope = CommandEnvelope(envelope, self.space, self.control_dt)
         self.stepping = 0.0  # 0 = standing, 1 = full swing height
         self.feet = forward_kinematics(np.zeros(NUM_MOTORS))  # (4, 3) last targets
         self.contact = np.ones(4)  # (4,) planned stance (1) / swing (0), SDK foot order
@@ -116,6 +126,7 @@ class GaitController:
         self.clock.reset()
         self.estimator.reset()
         self.governor.reset()
+        self.envelope.reset()
         self.stepping = 0.0
         self.contact = np.ones(4)
         self.speed_correction, self.yaw_correction = np.zeros(2), 0.0
@@ -123,18 +134,19 @@ class GaitController:
 
     def step(self, state: RobotState, command: np.ndarray) -> MotorCommand:
         cfg = self.config
+        command = self.envelope.apply(command)
         slot = dict(zip(WTW_SLOTS, self.space.to_wtw_command(command), strict=True))
+        slot["pitch"] = -slot["pitch"]  # walk-these-ways' nose-up + -> our nose-down +
         frequency = max(slot["step_frequency"], 1e-3)
-        duration = float(np.clip(slot["duration"], 0.05, 0.95))
         body = self.estimator.update(state)
         gov = self.governor.update(
             np.array([slot["x_vel"], slot["y_vel"]]), slot["yaw_vel"],
-            np.array([slot["phase"], slot["offset"], slot["bound"]]), duration,
-            np.array([slot["body_height"], slot["pitch"], slot["stance_width"],
-                      slot["footswing_height"]]), body)
+            np.array([slot["phase"], slot["offset"], slot["bound"]]), slot["pitch"], body)
         self.governed = gov
-        (slot["body_height"], slot["pitch"], slot["stance_width"],
-         slot["footswing_height"]) = gov.posture
+        duration = float(np.clip(slot["duration"], 0.05, 0.95))
+        if self.envelope.deficit(gov.gait, slot["stance_width"]) > \
+                self.envelope.config.unsupported_deficit:
+            duration = max(duration, cfg.unsupported_duration)
         if np.all(np.isfinite(state.quat)):
             self.pitch_trim = float(np.clip(
                 self.pitch_trim + cfg.pitch_integral_gain * cfg.control_dt
