@@ -134,11 +134,11 @@ class PhysicsRun:
         self.fell_at: float | None = None
 
     def hold(self, cmd: np.ndarray, seconds: float, on_tick=None) -> None:
-        """Hold ``cmd`` (re-sent at 5 Hz, like the policy) for ``seconds``."""
+        """Hold ``cmd`` (re-sent at 10 Hz, like the policy) for ``seconds``."""
         cmd = cmd.copy()
         cmd[SPACE.index("terminate")] = 0.0  # the controller node turns terminate into a stand
         for k in range(int(round(seconds / DT))):
-            if k % 10 == 0:
+            if k % 5 == 0:
                 self.loop.set_command(cmd)
             self.loop.tick()
             pos, quat = self.physics.base_pose()

@@ -75,7 +75,11 @@ class GaitConfig:
     lateral_velocity_scale: float = 1.2  # the same sideways (open loop)
     min_foot_depth: float = 0.14  # m: feet never rise closer than this to the hip plane
     stand_velocity: float = 1e-3  # |v|, |yaw rate| below this count as "stand still"
-    stand_fade_s: float = 0.2  # swing height fades in/out over this when starting/stopping
+    stand_fade_s: float = 0.1  # swing height fades in/out over this when starting/stopping
+    # Stopping: the swing fades while the envelope still decelerates, but never below the
+    # executed speed over these (the legs keep stepping until the trunk is nearly still).
+    stop_speed: float = 0.3  # m/s
+    stop_yaw_rate: float = 0.4  # rad/s
     control_dt: float = 0.02
     # -- feedback (needs foot forces for the velocity estimate; open loop without them) --
     speed_integral_gain: float = 1.5  # 1/s: sweep correction += gain * dt * velocity error
@@ -121,6 +125,7 @@ class GaitController:
         self.yaw_correction = 0.0  # rad/s added to the sweep's yaw rate
         self.pitch_trim = 0.0  # rad added to the commanded pitch
         self.governed: GovernedCommand | None = None  # what the last tick executed
+        self._velocity_dims = [self.space.index(n) for n in ("vel_x", "vel_y", "yaw_rate")]
 
     def reset(self, state: RobotState) -> None:
         self.clock.reset()
@@ -134,6 +139,7 @@ class GaitController:
 
     def step(self, state: RobotState, command: np.ndarray) -> MotorCommand:
         cfg = self.config
+        walk = np.abs(self.space.clip(command)[self._velocity_dims]).max() > cfg.stand_velocity
         command = self.envelope.apply(command)
         slot = dict(zip(WTW_SLOTS, self.space.to_wtw_command(command), strict=True))
         slot["pitch"] = -slot["pitch"]  # walk-these-ways' nose-up + -> our nose-down +
@@ -152,10 +158,12 @@ class GaitController:
                 self.pitch_trim + cfg.pitch_integral_gain * cfg.control_dt
                 * (slot["pitch"] - body.pitch), -cfg.pitch_trim_limit, cfg.pitch_trim_limit))
         slot["pitch"] += self.pitch_trim
-        moving = max(abs(slot["x_vel"]), abs(slot["y_vel"]), abs(slot["yaw_vel"]),
-                     *np.abs(gov.velocity), abs(gov.yaw_rate)) > cfg.stand_velocity
+        moving = walk or max(*np.abs(gov.velocity), abs(gov.yaw_rate)) > cfg.stand_velocity
         fade = cfg.control_dt / cfg.stand_fade_s
-        self.stepping = float(np.clip(self.stepping + (fade if moving else -fade), 0.0, 1.0))
+        still_needed = max(float(np.linalg.norm(gov.velocity)) / cfg.stop_speed,
+                           abs(gov.yaw_rate) / cfg.stop_yaw_rate)
+        self.stepping = float(np.clip(max(self.stepping + (fade if walk else -fade),
+                                          still_needed), 0.0, 1.0))
         yaw_rate = gov.yaw_rate
         if np.isfinite(state.gyro[2]):  # PI on the gyro's yaw rate
             yaw_error = gov.yaw_rate - state.gyro[2]

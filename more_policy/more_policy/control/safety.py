@@ -10,8 +10,8 @@ Rules (each has a test in tests/test_control_safety.py or tests/test_control_env
   robot executes it without falling. See the class docstring for the envelope itself;
 * command timeout: no fresh command for ``command_timeout_s`` -> the stand command (zero
   velocity, stand defaults); the envelope's deceleration bound brings the robot to a stop
-  within ``max_speed / max_deceleration`` (0.25 s) and the legs stop stepping
-  ``stand_fade_s`` later;
+  within ``max_speed / max_deceleration`` (0.25 s) and the legs stop stepping as it
+  slows down: standing still 0.5-0.6 s after the last command (tests/test_robot_dds_safety.py);
 * state timeout: the newest LowState older than ``state_timeout_s`` at two control ticks in a
   row -> damping (one late packet is tolerated; real loss damps within state_timeout_s + 2
   ticks);
@@ -71,7 +71,7 @@ class Fault(enum.Enum):
 
 @dataclass
 class SafetyConfig:
-    command_timeout_s: float = 0.25  # the policy publishes at 4-10 Hz
+    command_timeout_s: float = 0.2  # the policy publishes at 10 Hz (policy_node max_rate_hz)
     state_timeout_s: float = 0.08  # 40 LowState periods at 500 Hz, seen on two ticks in a row
     tilt_limit_rad: float = 0.8  # ~46 deg of roll or pitch
     joint_position_margin: float = 0.1  # rad beyond the URDF limits before a fault
