@@ -31,3 +31,20 @@ def test_demo_runs_sim_policy_and_ros_stack(tmp_path, ros_domain):
     # The stack answered exactly what the model computes offline on the recorded frames.
     assert outcome["bag_token_accuracy"] == 1.0
     assert "token accuracy 1.0" in run.stdout
+
+
+def test_episode_outcome_names_the_controller_fault():
+    """A failed ROS episode is printed with the controller's fault read from /diagnostics."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from more_policy.demo import controller_fault
+
+    def diagnostics(fault: str, detail: str = "") -> DiagnosticArray:
+        return DiagnosticArray(status=[DiagnosticStatus(values=[
+            KeyValue(key="fault", value=fault), KeyValue(key="fault_detail", value=detail)])])
+
+    healthy = diagnostics("")
+    assert controller_fault([healthy, healthy]) is None
+    tilted = diagnostics("tilt limit", "tilt 0.90 rad > 0.8")
+    later = diagnostics("state timeout", "last LowState 0.300 s ago")
+    assert controller_fault([healthy, tilted, later]) == "tilt limit: tilt 0.90 rad > 0.8"

@@ -65,7 +65,7 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
     answered exactly what the model computes)."""
     from more_policy.model.checkpoint import load_model
     from more_policy.nodes.bag_eval import eval_bag, read_bag
-    from more_policy.nodes.messages import EPISODE_TOPIC, IMAGE_TOPIC
+    from more_policy.nodes.messages import DIAGNOSTICS_TOPIC, EPISODE_TOPIC, IMAGE_TOPIC
     from more_policy.nodes.runner import run_stack
 
     bag = out / f"{task}.bag"
@@ -73,12 +73,14 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
                  "go2_sim_node.publish_instruction=true", f"policy_node.checkpoint={checkpoint}",
                  "go2_sim_node.image_width=160", "go2_sim_node.image_height=120"]
     run_stack("sim", overrides=overrides, record=str(bag), duration_s=seconds)
-    messages = read_bag(bag, (EPISODE_TOPIC, IMAGE_TOPIC))
+    messages = read_bag(bag, (EPISODE_TOPIC, IMAGE_TOPIC, DIAGNOSTICS_TOPIC))
     reports = [json.loads(m.msg.data) for m in messages if m.topic == EPISODE_TOPIC]
     frames = [m.msg for m in messages if m.topic == IMAGE_TOPIC]
     if not reports:
         raise RuntimeError(f"{bag}: the sim published no episode report")
     outcome = reports[-1]
+    outcome["controller_fault"] = controller_fault(m.msg for m in messages
+                                                   if m.topic == DIAGNOSTICS_TOPIC)
     write_camera_video(frames, out / f"{task}.mp4")
     try:
         report = eval_bag(bag, load_model(checkpoint), out / f"{task}_eval_bag")
@@ -87,6 +89,16 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
         outcome["bag_token_accuracy"] = None
         print(f"eval-bag skipped: {e}")
     return outcome
+
+
+def controller_fault(diagnostics) -> str | None:
+    """The first fault controller_node reported on /diagnostics ('<fault>: <detail>')."""
+    for array in diagnostics:
+        for status in array.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if values.get("fault"):
+                return f"{values['fault']}: {values.get('fault_detail', '')}"
+    return None
 
 
 def write_camera_video(images, path: Path, fps: float = 5.0) -> None:
@@ -118,9 +130,11 @@ def run(args: argparse.Namespace) -> int:
                "go2_sim_node + controller_node + policy_node over DDS")
         outcomes[task] = ros_run(task, checkpoint, out / "ros", args.ros_seconds, args.seed)
         o = outcomes[task]
+        cause = (f" (controller: {o['controller_fault'] or 'no safety fault'})"
+                 if o["failure"] else "")
         print(f"{task}: {o['instruction']!r} -> success={o['success']} "
-              f"failure={o['failure']} goal distance {o['goal_distance']:.2f} m; offline replay "
-              f"token accuracy {o['bag_token_accuracy']}")
+              f"failure={o['failure']}{cause} goal distance {o['goal_distance']:.2f} m; "
+              f"offline replay token accuracy {o['bag_token_accuracy']}")
     if outcomes:
         (out / "ros" / "outcomes.json").write_text(json.dumps(outcomes, indent=2))
 
