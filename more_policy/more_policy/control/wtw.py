@@ -111,7 +111,8 @@ class WalkTheseWaysRunner:
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, config: WtwConfig | None = None,
-                        action_space: ActionSpace | None = None) -> WalkTheseWaysRunner:
+                        action_space: ActionSpace | None = None,
+                        envelope: EnvelopeConfig | None = None) -> WalkTheseWaysRunner:
         """Load ``adaptation_module_latest.jit`` and ``body_latest.jit`` (and, if present,
         ``wtw_config.json``) from a walk-these-ways checkpoint directory."""
         directory = Path(directory)
@@ -126,7 +127,7 @@ class WalkTheseWaysRunner:
             with warnings.catch_warnings():  # checkpoints are TorchScript by definition
                 warnings.simplefilter("ignore", DeprecationWarning)
                 nets.append(torch.jit.load(str(path), map_location="cpu"))
-        return cls(nets[0], nets[1], config, action_space)
+        return cls(nets[0], nets[1], config, action_space, envelope)
 
     def _check_networks(self) -> None:
         cfg = self.config
