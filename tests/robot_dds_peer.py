@@ -4,10 +4,11 @@ Publishes LowState at ``--hz`` for ``--seconds`` (tick = send time in us, mod 2*
 other side can measure latency; q[0] = sequence number), every ``--corrupt-every``-th message
 with a wrong CRC, and writes what it received on rt/lowcmd as JSON to ``--out``.
 
-``--bad FIELD=VALUE --bad-after S``: from S seconds on, every LowState carries VALUE in one
-element of FIELD (a valid CRC: a sensor fault, not a transport error); the JSON then holds the
-time the first one was sent and the receive times of the commands (time.monotonic, the same
-clock in every process) and whether each was pure damping.
+``--stand``: the default standing state instead of sequence numbers in q (a healthy robot for
+the safety rules). ``--bad FIELD=VALUE --bad-after S``: from S seconds on, every LowState
+carries VALUE in one element of FIELD (a valid CRC: a sensor fault, not a transport error).
+The JSON holds the time the first bad one and the last one were sent, the receive times of the
+commands (time.monotonic, the same clock in every process) and whether each was pure damping.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--bad", help="FIELD=VALUE, e.g. q=nan, quat=0, foot_force=32767")
     p.add_argument("--bad-after", type=float, default=1.0)
+    p.add_argument("--stand", action="store_true",
+                   help="publish the stand pose (q is not a sequence number); implied by --bad")
     args = p.parse_args()
 
     seqs: list[float] = []
@@ -50,7 +53,8 @@ def main() -> None:
     corrupted = 0
     bad_since = None
     for k in range(n):
-        state.q = np.full(12, float(k)) if not args.bad else state.q
+        if not (args.stand or args.bad):
+            state.q = np.full(12, float(k))
         if args.bad and bad_since is None and time.perf_counter() - start >= args.bad_after:
             field, value = args.bad.split("=")
             data = np.asarray(getattr(state, field), dtype=np.float64).copy()
@@ -70,12 +74,13 @@ def main() -> None:
         delay = start + (k + 1) / args.hz - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+    last_sent = time.monotonic()
     time.sleep(0.3)  # let the last commands arrive
     endpoint.close()
     with open(args.out, "w") as f:
         json.dump({"sent": n, "corrupted": corrupted, "received": endpoint.stats.received,
                    "bad_crc": endpoint.stats.bad_crc, "command_seqs": seqs,
-                   "bad_since": bad_since, "commands": commands,
+                   "bad_since": bad_since, "commands": commands, "last_sent": last_sent,
                    "elapsed_s": time.perf_counter() - start}, f)
 
 

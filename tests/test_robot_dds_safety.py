@@ -85,6 +85,34 @@ def test_invalid_sensor_data_over_dds_damps_within_one_tick(sdk_domain, tmp_path
 
 
 @pytest.mark.ros
+def test_state_loss_over_dds_damps_within_150_ms(sdk_domain, tmp_path):
+    """The robot stops publishing (the peer's run ends and it keeps listening 0.3 s)."""
+    out = tmp_path / "peer.json"
+    peer = subprocess.Popen([sys.executable, str(ROOT / "tests" / "robot_dds_peer.py"),
+                             "--domain", str(sdk_domain), "--seconds", "1.5", "--stand", "--out",
+                             str(out)], env=python_env())
+    client = Go2Client(Go2IOConfig(domain_id=sdk_domain, interface="lo"))
+    loop = ControlLoop(client, StandController(), SafetyMonitor())  # the default timeout
+    try:
+        assert client.wait_for_first(15.0), "no rt/lowstate from the peer process"
+        loop.start()
+        peer.wait(timeout=30)
+    finally:
+        loop.stop()
+        client.close()
+        if peer.poll() is None:
+            peer.kill()
+    report = json.loads(out.read_text())
+    status = loop.monitor.status
+    assert status.fault is Fault.STATE_TIMEOUT, status.reason()
+    assert not any(d for t, d in report["commands"] if t < report["last_sent"])
+    damped = [t for t, damping in report["commands"] if damping and t >= report["last_sent"]]
+    latency = damped[0] - report["last_sent"]
+    print(f"LowState lost -> damping at the robot after {latency * 1e3:.1f} ms")
+    assert latency <= 0.15
+
+
+@pytest.mark.ros
 @pytest.mark.sim
 @pytest.mark.slow
 def test_stale_command_over_dds_stops_the_robot_within_0_6_s(sdk_domain, tmp_path):
