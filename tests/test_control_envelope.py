@@ -217,3 +217,24 @@ def test_no_in_range_command_makes_it_fall(chunk):
         run.hold(cmd, 5.0)
         run.assert_upright(f"command {i} {np.round(cmd, 2).tolist()}")
     print(f"chunk {chunk}: {len(commands)} commands x 5 s, no fall, no fault")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("vx,yaw", [(0.5, 0.0), (0.5, 1.0)])
+def test_stale_command_stands_still_within_0_6_s_in_simulated_time(vx, yaw):
+    """The same stop as tests/test_robot_dds_safety.py, in-process and in simulated time (no
+    scheduling noise): the last command, then nothing."""
+    run = PhysicsRun()
+    run.hold(command(vel_x=vx, yaw_rate=yaw), 3.0)
+    last = run.loop.monitor.command_time
+    still_since = None
+    for _ in range(60):  # 1.2 s without a command
+        run.loop.tick()
+        state = run.physics.state()
+        still = np.all(state.foot_force > CONTACT_FORCE) and np.abs(state.dq).max() < 0.5
+        still_since = (still_since or run.physics.time) if still else None
+    run.assert_upright("a stale command")
+    assert run.loop.monitor.status.command_timed_out and still_since is not None
+    print(f"{vx} m/s, {yaw} rad/s: standing still {still_since - last:.2f} s after the last "
+          f"command")
+    assert still_since - last <= 0.6

@@ -295,6 +295,11 @@ class SafetyMonitor:
     def state_received(self, now: float) -> None:
         self._state_time = now
 
+    @property
+    def command_time(self) -> float | None:
+        """When the active command was accepted (None: none yet, or cleared)."""
+        return self._command_time
+
     def estop(self, now: float, reason: str = "operator") -> None:
         self._trip(Fault.ESTOP, reason, now)
 
