@@ -171,7 +171,7 @@ def test_crouches_by_8_cm_on_command():
 
 def test_pitch_command_tilts_the_feet_frame():
     ctrl, level = GaitController(), GaitController()
-    for _ in range(30):  # the governor slews the pitch: 0.2 rad within 0.6 s
+    for _ in range(30):  # the envelope slews the pitch: 0.2 rad within 0.6 s
         ctrl.step(RobotState(), command(body_pitch=0.2))
         level.step(RobotState(), command())
     front, rear = ctrl.feet[0], ctrl.feet[2]
@@ -204,19 +204,19 @@ def test_drives_the_task_environment_in_physics_mode():
     assert end[0] - start[0] > 0.5 * 2 * 0.5 and end[2] > 0.25  # walked, still standing
 
 
-# -- fail-safe behaviour over the whole command space (governor: test_control_gait_governor)
+# -- fail-safe behaviour over the whole command space (envelope: test_control_envelope)
 
 GAIT_CORNERS = [np.array(c, dtype=float) for c in np.ndindex(2, 2, 2)]  # (phase, offset, bound)
 
 
 def test_posture_steps_are_slewed():
     ctrl = GaitController()
-    rates = ctrl.governor.config
+    rates = ctrl.envelope.config
     pitches, heights = [], []
     for _ in range(40):
         ctrl.step(RobotState(), command(body_pitch=0.36, body_height=-0.09))
-        pitches.append(ctrl.governed.posture[1])
-        heights.append(ctrl.governed.posture[0])
+        pitches.append(ctrl.envelope.posture[1])
+        heights.append(ctrl.envelope.posture[0])
     assert np.max(np.diff(pitches)) <= rates.max_pitch_rate * ctrl.control_dt + 1e-12
     assert np.min(np.diff(heights)) >= -rates.max_height_rate * ctrl.control_dt - 1e-12
     assert pitches[-1] == pytest.approx(0.36) and heights[-1] == pytest.approx(-0.09)
@@ -287,9 +287,9 @@ def test_corners_of_the_whole_command_space_stay_upright_for_5_s():
 
 
 def test_feet_stay_reachable_with_a_deep_crouch_and_the_highest_swing():
-    from more_policy.control.gait_governor import GovernorConfig
+    from more_policy.control.safety import EnvelopeConfig
 
-    ctrl = GaitController(governor=GovernorConfig(max_walking_swing_height=0.18))
+    ctrl = GaitController(envelope=EnvelopeConfig(max_walking_swing_height=0.18))
     for _ in range(100):  # the walking envelope off: the swing alone would reach the hips
         out = ctrl.step(RobotState(), command(vx=0.5, body_height=-0.10, swing_height=0.18))
         assert np.all(np.isfinite(out.q))

@@ -85,35 +85,58 @@ def test_command_clamped_to_action_space_ranges():
     print(f"clamp cost {wall * 1e6:.1f} us")
 
 
-def test_command_timeout_ramps_to_zero_velocity_and_stand():
-    cfg = SafetyConfig(command_timeout_s=0.3, stop_ramp_s=0.4)
+def test_command_timeout_gives_the_stand_command():
+    cfg = SafetyConfig(command_timeout_s=0.3)
     monitor = SafetyMonitor(cfg)
     cmd = walk_command(vx=0.8, yaw=-0.5)
     cmd[SPACE.index("body_height")] = -0.08
     monitor.set_command(cmd, now=1.0)
-    times = 1.0 + np.arange(0, 60) * DT
-    vx = np.array([monitor.active_command(t)[SPACE.index("vel_x")] for t in times])
-    assert np.all(vx[times - 1.0 <= 0.3] == 0.8)  # fresh: unchanged
-    assert np.all(np.diff(vx) <= 1e-12)  # monotone ramp, no jump
-    zero_at = times[np.argmax(vx == 0.0)] - 1.0
-    print(f"command lost -> zero velocity after {zero_at:.2f} s (timeout 0.3 + ramp 0.4)")
-    assert zero_at == pytest.approx(0.7, abs=DT)
-    final = monitor.active_command(times[-1])
-    np.testing.assert_allclose(final, SPACE.default_command())  # stand defaults
+    np.testing.assert_allclose(monitor.active_command(1.29), cmd)  # fresh: unchanged
+    assert not monitor.status.command_timed_out
+    # too old: the stand command (the controllers' envelope bounds the deceleration)
+    np.testing.assert_allclose(monitor.active_command(1.32), SPACE.default_command())
     assert monitor.status.command_timed_out
     monitor.set_command(cmd, now=3.0)  # a fresh command resumes at once
     assert monitor.active_command(3.0)[SPACE.index("vel_x")] == 0.8
 
 
-def test_state_timeout_gives_damping():
+def test_state_timeout_gives_damping_but_tolerates_one_late_state():
     ctrl = healthy_controller(SafetyConfig(state_timeout_s=0.05))
     stale = RobotState()  # the loop keeps passing the last state it got
-    ticks, wall = run_until_damping(ctrl, lambda now: stale, start_tick=5, fresh=False)
-    latency = (ticks + 1) * DT  # the last state arrived at tick 4
+    late = 5 * DT + 0.05 + 0.001  # one tick sees the state too old, the next one is fresh
+    ctrl.monitor.state_received(4 * DT)
+    assert not is_damping(ctrl.step(stale, late))
+    ctrl.monitor.state_received(late)
+    assert not is_damping(ctrl.step(stale, late + DT))
+    ticks, wall = run_until_damping(ctrl, lambda now: stale, start_tick=10, fresh=False)
+    latency = 10 * DT + ticks * DT - late  # the last state arrived at ``late``
     print(f"state lost -> damping after {latency * 1e3:.0f} ms control time, "
           f"{wall * 1e6:.0f} us wall")
     assert ctrl.monitor.status.fault is Fault.STATE_TIMEOUT
-    assert 0.05 <= latency <= 0.05 + 2 * DT
+    assert 0.05 <= latency <= 0.05 + 2 * DT + 1e-9
+
+
+@pytest.mark.parametrize("field,value,fault", [
+    ("q", np.nan, Fault.JOINT_SENSOR), ("dq", np.inf, Fault.JOINT_SENSOR),
+    ("tau", -np.inf, Fault.JOINT_SENSOR), ("quat", np.zeros(4), Fault.IMU_SENSOR),
+    ("quat", np.full(4, np.nan), Fault.IMU_SENSOR), ("gyro", np.nan, Fault.IMU_SENSOR),
+    ("accel", 1e3, Fault.IMU_SENSOR), ("foot_force", np.nan, Fault.FOOT_SENSOR),
+    ("foot_force", 32767.0, Fault.FOOT_SENSOR), ("foot_force", -32768.0, Fault.FOOT_SENSOR)])
+def test_invalid_sensor_data_gives_damping_on_the_same_tick(field, value, fault, caplog):
+    ctrl = healthy_controller()
+    bad = RobotState()
+    data = np.asarray(getattr(bad, field), dtype=np.float64).copy()
+    data[...] = value if np.ndim(value) else data * 0 + value
+    if np.ndim(value) == 0 and field not in ("quat",):
+        data = np.where(np.arange(data.size) == 1, value, data)  # one element is enough
+    setattr(bad, field, data)
+    ticks, _ = run_until_damping(ctrl, lambda now: bad if now >= 5 * DT else RobotState(),
+                                 start_tick=5)
+    assert ticks == 0 and ctrl.monitor.status.fault is fault
+    assert field.split("_")[0] in ctrl.monitor.status.detail or fault is Fault.IMU_SENSOR
+    ctrl.step(bad, 6 * DT)  # latched: logged once, not per tick
+    logged = [r for r in caplog.records if r.name == "more_policy.control.safety"]
+    assert len(logged) == 1 and fault.value in logged[0].getMessage()
 
 
 def test_estop_gives_damping_on_the_next_tick():

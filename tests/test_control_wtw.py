@@ -9,6 +9,7 @@ from torch import nn
 
 from more_policy.actions import ActionSpace
 from more_policy.control.gait_clock import GaitClock, foot_phases, warp_phases
+from more_policy.control.safety import EnvelopeConfig
 from more_policy.control.wtw import NUM_OBS, WalkTheseWaysRunner, WtwConfig, projected_gravity
 from more_policy.robot.go2 import DEFAULT_JOINT_POS, RobotState
 
@@ -67,8 +68,16 @@ def test_projected_gravity():
                                atol=1e-12)
 
 
+# The command envelope wide open: this test is about the layout (the envelope itself:
+# test_control_envelope.py).
+OPEN_ENVELOPE = EnvelopeConfig(
+    max_acceleration=1e9, max_deceleration=1e9, max_yaw_acceleration=1e9, max_height_rate=1e9,
+    max_pitch_rate=1e9, max_walking_pitch_rate=1e9, max_width_rate=1e9, min_stance_width=0.0,
+    min_walking_stance_width=0.0, max_walking_swing_height=1.0, max_walking_height=1.0)
+
+
 def test_observation_layout_by_hand(checkpoint):
-    runner = WalkTheseWaysRunner.from_checkpoint(checkpoint)
+    runner = WalkTheseWaysRunner.from_checkpoint(checkpoint, envelope=OPEN_ENVELOPE)
     q = DEFAULT_JOINT_POS + 0.01 * np.arange(12)  # SDK order
     dq = np.arange(12, dtype=float)
     state = RobotState(q=q, dq=dq)

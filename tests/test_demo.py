@@ -70,3 +70,24 @@ def test_demo_runs_sim_policy_and_ros_stack_twice(tmp_path, ros_domain):
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert not (out / "expert" / "stale.mp4").exists()
     assert len(summary_rows(second.stdout)) == len(rows)
+
+
+def test_episode_outcome_names_the_controller_fault():
+    """A failed ROS episode is printed with the controller's fault read from /diagnostics."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from more_policy.demo import controller_fault, ros_reason
+
+    def diagnostics(fault: str, detail: str = "") -> DiagnosticArray:
+        return DiagnosticArray(status=[DiagnosticStatus(values=[
+            KeyValue(key="fault", value=fault), KeyValue(key="fault_detail", value=detail)])])
+
+    healthy = diagnostics("")
+    assert controller_fault([healthy, healthy]) is None
+    tilted = diagnostics("tilt limit", "tilt 0.90 rad > 0.8")
+    later = diagnostics("state timeout", "last LowState 0.300 s ago")
+    fault = controller_fault([healthy, tilted, later])
+    assert fault == "tilt limit: tilt 0.90 rad > 0.8"
+    outcome = {"success": False, "failure": "fell", "controller_fault": fault, "commands": 5,
+               "goal_distance": 1.0}
+    assert "tilt limit" in ros_reason(outcome, 20.0)

@@ -257,8 +257,8 @@ def test_killing_the_policy_makes_the_controller_stand(stack):
         return d["command_timed_out"] == "True" and all(
             abs(float(d[f"active_{n}"])) < 1e-6 for n in ("vel_x", "vel_y", "yaw_rate"))
     assert stack.probe.wait_for(standing, 5), stack.diag()
-    # command timeout 0.5 s + ramp 0.5 s, seen through 2 Hz diagnostics and DDS
-    assert time.monotonic() - killed < 0.5 + 0.5 + 1.0
+    # command timeout 0.5 s (sim.yaml), seen through 2 Hz diagnostics and DDS
+    assert time.monotonic() - killed < 0.5 + 1.0
     assert stack.probe.wait_for(lambda: stack.episode()["base_speed"] < 0.1, 5), stack.episode()
     assert stack.episode()["base_pose"][2] > 0.2  # standing, not fallen
     assert stack.diag()["fault"] == ""

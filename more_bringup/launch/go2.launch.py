@@ -43,7 +43,8 @@ def generate_launch_description() -> LaunchDescription:
                  condition=IfCondition(use_camera_node)),
             Node(package="more_policy", executable="controller_node", name="controller_node",
                  output="screen",
-                 parameters=[config, {"network_interface": network_interface}]),
+                 parameters=[config, {"network_interface": network_interface,
+                                      "action_space": checkpoint}]),  # the policy's ranges
             Node(package="more_policy", executable="policy_node", name="policy_node",
                  output="screen",
                  parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),

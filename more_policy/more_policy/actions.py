@@ -65,7 +65,9 @@ DEFAULT_DIMS: tuple[ActionDim, ...] = (
 )
 TERMINATE_INDEX = 11
 
-# walk-these-ways' 15-slot command vector and the slot each of our dimensions fills.
+# walk-these-ways' 15-slot command vector and the slot each of our dimensions fills. Its pitch
+# is nose-up positive (corl_rewards._reward_orientation_control rotates the desired base by
+# -pitch about y), ours nose-down positive: the sign flips at this boundary.
 WTW_SLOTS: tuple[str, ...] = (
     "x_vel", "y_vel", "yaw_vel", "body_height", "step_frequency", "phase", "offset", "bound",
     "duration", "footswing_height", "pitch", "roll", "stance_width", "stance_length", "aux",
@@ -78,6 +80,7 @@ WTW_SLOT_OF_DIM: dict[str, str] = {
 }
 # Before the first action: stand still, trot at 3 Hz. duration is the stance fraction the
 # walk-these-ways policy was trained with (0.5); QUART filled 0.2, outside its training data.
+WTW_SIGN_FLIPPED_SLOTS = ("pitch",)
 WTW_DEFAULTS: dict[str, float] = {
     "x_vel": 0.0, "y_vel": 0.0, "yaw_vel": 0.0, "body_height": 0.0, "step_frequency": 3.0,
     "phase": 0.5, "offset": 0.0, "bound": 0.0, "duration": 0.5, "footswing_height": 0.08,
@@ -208,13 +211,16 @@ class ActionSpace:
 
     # -- walk-these-ways command ---------------------------------------------------------
     def to_wtw_command(self, values: Sequence[float] | np.ndarray | None) -> np.ndarray:
-        """12-d command (clipped) -> walk-these-ways 15-slot vector; None gives the defaults."""
+        """12-d command (clipped) -> walk-these-ways 15-slot vector in walk-these-ways'
+        conventions; None gives the defaults."""
         slots = dict(self.wtw_defaults)
         if values is not None:
             values = self.clip(values)
             for i, name in enumerate(self.names):
                 if name in WTW_SLOT_OF_DIM:
-                    slots[WTW_SLOT_OF_DIM[name]] = float(values[i])
+                    slot = WTW_SLOT_OF_DIM[name]
+                    sign = -1.0 if slot in WTW_SIGN_FLIPPED_SLOTS else 1.0
+                    slots[slot] = sign * float(values[i])
         return np.array([slots[s] for s in WTW_SLOTS], dtype=np.float64)
 
     def from_wtw_command(self, command: Sequence[float] | np.ndarray,
@@ -226,7 +232,9 @@ class ActionSpace:
         values = np.zeros(NUM_DIMS)
         for i, name in enumerate(self.names):
             if name in WTW_SLOT_OF_DIM:
-                values[i] = command[WTW_SLOTS.index(WTW_SLOT_OF_DIM[name])]
+                slot = WTW_SLOT_OF_DIM[name]
+                sign = -1.0 if slot in WTW_SIGN_FLIPPED_SLOTS else 1.0
+                values[i] = sign * command[WTW_SLOTS.index(slot)]
         values[TERMINATE_INDEX] = float(terminate)
         return values
 

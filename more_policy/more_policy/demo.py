@@ -100,7 +100,12 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
     """One `more run sim` episode, recorded; returns its outcome from the bag, with the
     offline replay of the bag through the same policy (token accuracy 1.0 = the stack
     answered exactly what the model computes)."""
-    from more_policy.data.ros_messages import COMMAND_TOPIC, EPISODE_TOPIC, IMAGE_TOPIC
+    from more_policy.data.ros_messages import (
+        COMMAND_TOPIC,
+        DIAGNOSTICS_TOPIC,
+        EPISODE_TOPIC,
+        IMAGE_TOPIC,
+    )
     from more_policy.data.rosbag import read_bag
     from more_policy.model.loading import load_policy
     from more_policy.nodes.bag_eval import eval_bag
@@ -113,13 +118,15 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
     # `seconds` of episode: counted from the sim's first report, not from process start.
     run_stack("sim", overrides=overrides, record=str(bag), duration_s=seconds,
               start_on_topic=EPISODE_TOPIC)
-    messages = read_bag(bag, (EPISODE_TOPIC, IMAGE_TOPIC, COMMAND_TOPIC))
+    messages = read_bag(bag, (EPISODE_TOPIC, IMAGE_TOPIC, COMMAND_TOPIC, DIAGNOSTICS_TOPIC))
     reports = [json.loads(m.msg.data) for m in messages if m.topic == EPISODE_TOPIC]
     if not reports:
         raise RuntimeError(f"{bag}: the sim published no episode report")
     outcome = reports[-1]
     outcome["commands"] = sum(m.topic == COMMAND_TOPIC for m in messages)
     outcome["video"] = str(write_bag_video(messages, task, seed, out / f"{task}.mp4"))
+    outcome["controller_fault"] = controller_fault(m.msg for m in messages
+                                                   if m.topic == DIAGNOSTICS_TOPIC)
     try:
         report = eval_bag(bag, load_policy(checkpoint), out / f"{task}_eval_bag")
         outcome["bag_token_accuracy"] = report["token_accuracy"]
@@ -132,11 +139,24 @@ def ros_run(task: str, checkpoint: str, out: Path, seconds: float, seed: int) ->
 def ros_reason(outcome: dict, seconds: float) -> str:
     from more_policy.sim.video import outcome_text
 
-    if outcome["success"] or outcome["failure"]:
-        return outcome_text(outcome["success"], outcome["failure"])
+    if outcome["failure"]:
+        cause = outcome["controller_fault"] or "no safety fault"
+        return f"{outcome_text(False, outcome['failure'])} (controller: {cause})"
+    if outcome["success"]:
+        return outcome_text(True, None)
     if not outcome["commands"]:
         return f"no command from the policy in {seconds:g} s"
     return f"still going after {seconds:g} s ({outcome['goal_distance']:.2f} m from the goal)"
+
+
+def controller_fault(diagnostics) -> str | None:
+    """The first fault controller_node reported on /diagnostics ('<fault>: <detail>')."""
+    for array in diagnostics:
+        for status in array.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if values.get("fault"):
+                return f"{values['fault']}: {values.get('fault_detail', '')}"
+    return None
 
 
 def write_bag_video(messages, task: str, seed: int, path: Path) -> Path | None:
@@ -147,7 +167,12 @@ def write_bag_video(messages, task: str, seed: int, path: Path) -> Path | None:
     import numpy as np
 
     from more_policy.actions import ActionSpace
-    from more_policy.data.ros_messages import COMMAND_TOPIC, EPISODE_TOPIC, image_to_rgb
+    from more_policy.data.ros_messages import (
+        COMMAND_TOPIC,
+        EPISODE_TOPIC,
+        IMAGE_TOPIC,
+        image_to_rgb,
+    )
     from more_policy.sim.env import make_env
     from more_policy.sim.physics import yaw_pitch_quat
     from more_policy.sim.tasks import goal_xy
@@ -171,7 +196,7 @@ def write_bag_video(messages, task: str, seed: int, path: Path) -> Path | None:
                 command, step = space.from_go2_command(m.msg), step + 1
             elif m.topic == EPISODE_TOPIC:
                 report = json.loads(m.msg.data)
-            elif report is not None:  # a camera frame, once the sim has reported a pose
+            elif m.topic == IMAGE_TOPIC and report is not None:  # once a pose is known
                 x, y, z, yaw, pitch = report["base_pose"]
                 physics.set_base_pose(np.array([x, y, z]), yaw_pitch_quat(yaw, pitch))
                 mujoco.mj_kinematics(physics.model, physics.data)
@@ -220,10 +245,11 @@ def run(args: argparse.Namespace) -> int:
         banner(f"3/3 ROS 2 stack ({i + 1}/{len(ros_tasks)}): {task}, {args.ros_seconds:g} s: "
                "go2_sim_node + controller_node + policy_node over DDS")
         o = outcomes[task] = ros_run(task, checkpoint, out / "ros", args.ros_seconds, args.seed)
-        print(f"{task}: {o['instruction']!r} -> success={o['success']} "
-              f"failure={o['failure']} goal distance {o['goal_distance']:.2f} m; offline replay "
-              f"token accuracy {o['bag_token_accuracy']}")
-        rows.append(Row("ros", task, bool(o["success"]), ros_reason(o, args.ros_seconds),
+        reason = ros_reason(o, args.ros_seconds)
+        print(f"{task}: {o['instruction']!r} -> {reason}; goal distance "
+              f"{o['goal_distance']:.2f} m; offline replay token accuracy "
+              f"{o['bag_token_accuracy']}")
+        rows.append(Row("ros", task, bool(o["success"]), reason,
                         f"{o['video'] or 'no video'}, {out / 'ros' / (task + '.bag')}"))
     if outcomes:
         (out / "ros" / "outcomes.json").write_text(json.dumps(outcomes, indent=2))

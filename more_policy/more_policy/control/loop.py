@@ -19,20 +19,7 @@ import numpy as np
 
 from more_policy.control.safety import SafeController, SafetyMonitor
 from more_policy.control.stand import StandUpSequence
-from more_policy.robot.go2 import LowLevelController, MotorCommand, RobotState
-
-# Sleep this long before a deadline, then yield in a loop: OS timers wake late by up to a
-# millisecond or more on a busy machine, the loop's p99 jitter budget is 2 ms.
-SPIN_S = 0.001
-
-
-def sleep_until(deadline: float) -> None:
-    """Sleep until ``deadline`` (time.perf_counter), waking ~SPIN_S early to yield-spin."""
-    coarse = deadline - time.perf_counter() - SPIN_S
-    if coarse > 0:
-        time.sleep(coarse)
-    while time.perf_counter() < deadline:
-        time.sleep(0)  # releases the GIL to the DDS threads while spinning
+from more_policy.robot.go2 import LowLevelController, MotorCommand, RobotState, sleep_until
 
 
 class LowLevelLink(Protocol):

@@ -1,12 +1,23 @@
 """Safety rules between the 12-d command, the low-level controller and the motors.
 
-Rules (each has a test in tests/test_control_safety.py):
+Rules (each has a test in tests/test_control_safety.py or tests/test_control_envelope.py):
 
-* command clamping: every incoming command is clipped to the action-space ranges; commands
-  with NaN/inf are rejected (the previous one stays) and counted;
-* command timeout: no fresh command for ``command_timeout_s`` -> velocities ramp linearly to
-  zero over ``stop_ramp_s`` and the other dimensions return to the stand defaults;
-* state timeout: no LowState for ``state_timeout_s`` -> damping;
+* command clamping: every incoming command is clipped to the action-space ranges (an explicit
+  parameter: the checkpoint's action_space.json on the robot); commands with NaN/inf are
+  rejected (the previous one stays) and counted;
+* command envelope (:class:`CommandEnvelope`, applied by both low-level controllers, analytic
+  and walk-these-ways, to every command): what any in-range command becomes so that the
+  robot executes it without falling. See the class docstring for the envelope itself;
+* command timeout: no fresh command for ``command_timeout_s`` -> the stand command (zero
+  velocity, stand defaults); the envelope's deceleration bound brings the robot to a stop
+  within ``max_speed / max_deceleration`` (0.25 s) and the legs stop stepping as it
+  slows down: standing still 0.5-0.6 s after the last command (tests/test_robot_dds_safety.py);
+* state timeout: the newest LowState older than ``state_timeout_s`` at two control ticks in a
+  row -> damping (one late packet is tolerated; real loss damps within state_timeout_s + 2
+  ticks);
+* sensor faults: a non-finite joint position/velocity/torque, a non-finite, zero or
+  non-unit IMU quaternion, a non-finite or out-of-range gyro / accelerometer reading, or a
+  non-finite or out-of-range foot force -> damping on the tick that sees it;
 * e-stop: :meth:`SafetyMonitor.estop` -> damping from the very next control tick;
 * tilt: roll or pitch beyond ``tilt_limit_rad`` -> damping;
 * joint position / velocity: a measured joint beyond its URDF limit (+ margin) or its
@@ -14,17 +25,21 @@ Rules (each has a test in tests/test_control_safety.py):
 * torque: feed-forward torque and PD targets are limited so the commanded torque at the
   measured state stays within the motor torque limits.
 
-Faults latch: the robot stays in damping until :meth:`SafetyMonitor.clear` (an operator action).
+Faults latch: the robot stays in damping until :meth:`SafetyMonitor.clear` (an operator
+action). Each fault is logged once, with its reason, on the ``more_policy.control.safety``
+logger (the console) when it trips.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from more_policy.actions import ActionSpace, ActionSpaceError
+from more_policy.control.gait_governor import circular_step, support_deficit
 from more_policy.robot.go2 import (
     DAMPING_KD,
     JOINT_LOWER,
@@ -36,7 +51,11 @@ from more_policy.robot.go2 import (
     RobotState,
 )
 
+log = logging.getLogger(__name__)
+
 VELOCITY_DIMS = ("vel_x", "vel_y", "yaw_rate")
+GAIT_DIMS = ("gait_phase", "gait_offset", "gait_bound")
+POSTURE_DIMS = ("body_height", "body_pitch", "stance_width", "swing_height")
 
 
 class Fault(enum.Enum):
@@ -45,23 +64,33 @@ class Fault(enum.Enum):
     TILT = "tilt limit"
     JOINT_POSITION = "joint position limit"
     JOINT_VELOCITY = "joint velocity limit"
+    JOINT_SENSOR = "joint sensor data invalid"
+    IMU_SENSOR = "IMU data invalid"
+    FOOT_SENSOR = "foot force data invalid"
 
 
 @dataclass
 class SafetyConfig:
-    command_timeout_s: float = 0.5  # the policy publishes at 2-10 Hz
-    stop_ramp_s: float = 0.5
-    state_timeout_s: float = 0.05  # 25 LowState periods at 500 Hz
+    command_timeout_s: float = 0.2  # the policy publishes at 10 Hz (policy_node max_rate_hz)
+    state_timeout_s: float = 0.08  # 40 LowState periods at 500 Hz, seen on two ticks in a row
     tilt_limit_rad: float = 0.8  # ~46 deg of roll or pitch
     joint_position_margin: float = 0.1  # rad beyond the URDF limits before a fault
     velocity_limit_factor: float = 1.0  # fault above this fraction of the rated velocity
+    quat_norm_tolerance: float = 0.1  # |1 - |q|| beyond this: not a rotation (zero, garbage)
+    max_gyro: float = 35.0  # rad/s: the IMU's range (2000 deg/s)
+    max_accel: float = 160.0  # m/s^2: the IMU's range (16 g)
+    foot_force_range: tuple[float, float] = (-100.0, 2000.0)  # raw units (sim: N)
     damping_kd: float = DAMPING_KD
 
     def __post_init__(self) -> None:
-        for name in ("command_timeout_s", "stop_ramp_s", "state_timeout_s", "tilt_limit_rad",
-                     "velocity_limit_factor", "damping_kd"):
+        for name in ("command_timeout_s", "state_timeout_s", "tilt_limit_rad",
+                     "velocity_limit_factor", "quat_norm_tolerance", "max_gyro", "max_accel",
+                     "damping_kd"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SafetyConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not self.foot_force_range[0] < self.foot_force_range[1]:
+            raise ValueError(f"SafetyConfig.foot_force_range must be (low, high) with low < "
+                             f"high, got {self.foot_force_range}")
 
 
 def tilt_angle(quat: np.ndarray) -> float:
@@ -69,6 +98,153 @@ def tilt_angle(quat: np.ndarray) -> float:
     w, x, y, z = np.asarray(quat, dtype=np.float64) / np.linalg.norm(quat)
     body_z_world_z = 1.0 - 2.0 * (x * x + y * y)  # R[2, 2]
     return float(np.arccos(np.clip(body_z_world_z, -1.0, 1.0)))
+
+
+def sensor_fault(state: RobotState, cfg: SafetyConfig) -> tuple[Fault, str] | None:
+    """The first invalid field class of ``state`` (joints, IMU, feet), None if all are valid."""
+    for name in ("q", "dq", "tau"):
+        bad = ~np.isfinite(np.asarray(getattr(state, name), dtype=np.float64))
+        if bad.any():
+            return Fault.JOINT_SENSOR, f"non-finite {name} at joints {np.flatnonzero(bad).tolist()}"
+    quat = np.asarray(state.quat, dtype=np.float64)
+    if not np.all(np.isfinite(quat)) or abs(np.linalg.norm(quat) - 1.0) > cfg.quat_norm_tolerance:
+        return Fault.IMU_SENSOR, f"quaternion {np.round(quat, 3).tolist()} is not a rotation"
+    for name, limit in (("gyro", cfg.max_gyro), ("accel", cfg.max_accel)):
+        value = np.asarray(getattr(state, name), dtype=np.float64)
+        if not np.all(np.isfinite(value)) or np.abs(value).max() > limit:
+            return Fault.IMU_SENSOR, f"{name} {np.round(value, 2).tolist()} outside +-{limit}"
+    force = np.asarray(state.foot_force, dtype=np.float64)
+    low, high = cfg.foot_force_range
+    bad = ~(np.isfinite(force) & (force >= low) & (force <= high))
+    if bad.any():
+        return Fault.FOOT_SENSOR, (f"foot force {force.tolist()} outside [{low:g}, {high:g}] "
+                                   f"at feet {np.flatnonzero(bad).tolist()}")
+    return None
+
+
+@dataclass
+class EnvelopeConfig:
+    """The command envelope: every limit, measured in MuJoCo physics (tests/
+    test_control_envelope.py: 500 random commands held 5 s each, 2 still fall)."""
+
+    max_speed: float = 1.5  # m/s forward/backward (the range goes to 2.1)
+    max_lateral: float = 0.4  # m/s; with vel_x: inside the diamond |vx|/max + |vy|/max <= 1
+    max_yaw_rate: float = 1.05  # rad/s
+    max_lateral_acceleration: float = 0.6  # m/s^2, bound on |v| * |yaw rate| (slows down)
+    max_acceleration: float = 1.5  # m/s^2 speeding up
+    max_deceleration: float = 6.0  # m/s^2 slowing down: from max_speed to a stop in 0.25 s
+    max_yaw_acceleration: float = 3.0  # rad/s^2 (stopping a turn: twice that)
+    gait_slew_rate: float = 2.0  # gait parameter units per s (on the circle: they are phases)
+    max_height_rate: float = 0.3  # m/s, also for the swing height
+    max_pitch_rate: float = 3.0  # rad/s standing (0.36 rad through a 0.15 s lag)
+    max_walking_pitch_rate: float = 1.0  # rad/s while walking
+    max_width_rate: float = 0.3  # m/s
+    min_stance_width: float = 0.15  # m, always: at 0.10 a crouched, pitched stand tips over
+    # The walking envelope: postures a trot keeps upright while moving (MuJoCo, measured).
+    min_walking_stance_width: float = 0.25  # m: at 0.20 it falls when turning or sidestepping
+    max_walking_swing_height: float = 0.09  # m: at 0.12 it falls when sidestepping
+    max_walking_height: float = 0.0  # m: at +0.05 it falls sidestepping while turning
+    max_walking_pitch: float = 0.2  # rad: 0.4 crouched at speed falls
+    # Gaits without support under the trunk (pace, bound, pronk and their blends; the trot
+    # has none): slower, and a faster step so the unsupported phase is short.
+    unsupported_deficit: float = 0.02  # m of support deficit (gait_governor.support_deficit)
+    max_unsupported_speed: float = 1.0  # m/s
+    min_unsupported_frequency: float = 4.0  # Hz: at 3.5 a bound or pronk pitches at > 3.5 rad/s
+
+
+class CommandEnvelope:
+    """Turns any in-range 12-d command into one the controllers execute without falling.
+
+    Per control tick, on the command in actions.py order and units:
+
+    1. gait: the executed (phase, offset, bound) moves towards the commanded one along the
+       shorter way round the circle at ``gait_slew_rate`` (a gait switch never jumps the feet);
+    2. velocities: |vx| <= max_speed, |vy| <= max_lateral, both inside the diamond of the two,
+       |yaw| <= max_yaw_rate; the centripetal load |v| |yaw| <= max_lateral_acceleration by
+       slowing down (the path's curvature is kept); an unsupported gait (pace, bound, pronk)
+       at most max_unsupported_speed. Then ramped: max_acceleration up, max_deceleration down;
+    3. step frequency: an unsupported gait steps at >= min_unsupported_frequency;
+    4. posture: stance width >= min_stance_width; while moving the walking envelope (width,
+       swing height, body height, pitch); height, pitch, width and swing slewed;
+    5. terminate passes through.
+    """
+
+    def __init__(self, config: EnvelopeConfig | None = None,
+                 action_space: ActionSpace | None = None, dt: float = 0.02):
+        self.config = config or EnvelopeConfig()
+        self.space = action_space or ActionSpace()
+        self.dt = dt
+        index = self.space.index
+        self._vel = [index(n) for n in VELOCITY_DIMS]
+        self._gait = [index(n) for n in GAIT_DIMS]
+        self._posture = [index(n) for n in POSTURE_DIMS]
+        self._frequency = index("step_frequency")
+        self._deficits: dict[tuple, float] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.velocity = np.zeros(3)  # executed vx, vy, yaw rate
+        self.gait: np.ndarray | None = None  # executed (phase, offset, bound), set on first use
+        self.posture: np.ndarray | None = None  # executed height, pitch, width, swing
+
+    def deficit(self, gait: np.ndarray, stance_width: float, duration: float = 0.5) -> float:
+        """support_deficit on a 0.01 grid, cached (it samples a whole gait cycle)."""
+        key = (*np.round(gait, 2), round(stance_width, 2), round(duration, 2))
+        if key not in self._deficits:
+            if len(self._deficits) > 10_000:
+                self._deficits.clear()
+            self._deficits[key] = support_deficit(np.array(key[:3]), key[4], key[3])
+        return self._deficits[key]
+
+    def apply(self, command: np.ndarray) -> np.ndarray:
+        cfg, dt = self.config, self.dt
+        out = self.space.clip(command)
+        target_gait = np.remainder(out[self._gait], 1.0)
+        if self.gait is None:
+            self.gait = target_gait
+        self.gait = circular_step(self.gait, target_gait, cfg.gait_slew_rate * dt)
+        out[self._gait] = self.gait
+
+        vx, vy, w = out[self._vel]
+        target = np.array([np.clip(vx, -cfg.max_speed, cfg.max_speed),
+                           np.clip(vy, -cfg.max_lateral, cfg.max_lateral),
+                           np.clip(w, -cfg.max_yaw_rate, cfg.max_yaw_rate)])
+        load = abs(target[0]) / cfg.max_speed + abs(target[1]) / cfg.max_lateral
+        if load > 1.0:
+            target[:2] /= load
+        width = max(out[self._posture[2]], cfg.min_stance_width)
+        unsupported = self.deficit(self.gait, width) > cfg.unsupported_deficit
+        speed = float(np.hypot(*target[:2]))
+        limit = cfg.max_unsupported_speed if unsupported else cfg.max_speed
+        if speed > limit:
+            target[:2] *= limit / speed
+            speed = limit
+        if speed * abs(target[2]) > cfg.max_lateral_acceleration:
+            target[:2] *= cfg.max_lateral_acceleration / (speed * abs(target[2]))
+        speeding_up = np.abs(target) > np.abs(self.velocity)
+        rate = np.where(speeding_up, [cfg.max_acceleration] * 2 + [cfg.max_yaw_acceleration],
+                        [cfg.max_deceleration] * 2 + [2 * cfg.max_yaw_acceleration]) * dt
+        self.velocity += np.clip(target - self.velocity, -rate, rate)
+        out[self._vel] = self.velocity
+        if unsupported:
+            out[self._frequency] = max(out[self._frequency], cfg.min_unsupported_frequency)
+
+        posture = out[self._posture]
+        posture[2] = max(posture[2], cfg.min_stance_width)
+        pitch_rate = cfg.max_pitch_rate
+        if np.abs(target).max() > 1e-3 or np.abs(self.velocity).max() > 1e-3:
+            pitch_rate = cfg.max_walking_pitch_rate
+            posture[0] = min(posture[0], cfg.max_walking_height)
+            posture[1] = np.clip(posture[1], -cfg.max_walking_pitch, cfg.max_walking_pitch)
+            posture[2] = max(posture[2], cfg.min_walking_stance_width)
+            posture[3] = min(posture[3], cfg.max_walking_swing_height)
+        if self.posture is None:
+            self.posture = posture.copy()
+        rates = np.array([cfg.max_height_rate, pitch_rate, cfg.max_width_rate,
+                          cfg.max_height_rate]) * dt
+        self.posture += np.clip(posture - self.posture, -rates, rates)
+        out[self._posture] = self.posture
+        return out
 
 
 @dataclass
@@ -81,9 +257,16 @@ class SafetyStatus:
     fault_time: float | None = None
     history: list[tuple[float, Fault, str]] = field(default_factory=list)
 
+    def reason(self) -> str:
+        """'<fault>: <detail>' of the latched fault, '' when there is none."""
+        return "" if self.fault is None else f"{self.fault.value}: {self.detail}"
+
 
 class SafetyMonitor:
-    """Holds the active command and the latched fault; all times are caller-supplied seconds."""
+    """Holds the active command and the latched fault; all times are caller-supplied seconds.
+
+    ``action_space`` gives the command ranges the clamping uses: pass the one the policy was
+    trained with (its checkpoint's action_space.json)."""
 
     def __init__(self, config: SafetyConfig | None = None,
                  action_space: ActionSpace | None = None):
@@ -94,7 +277,7 @@ class SafetyMonitor:
         self._command = self._stand.copy()
         self._command_time: float | None = None
         self._state_time: float | None = None
-        self._velocity_index = [self.space.index(n) for n in VELOCITY_DIMS]
+        self._stale_ticks = 0  # consecutive checks that found the newest LowState too old
 
     # -- inputs --------------------------------------------------------------------------
     def set_command(self, command: np.ndarray, now: float) -> np.ndarray | None:
@@ -112,6 +295,11 @@ class SafetyMonitor:
     def state_received(self, now: float) -> None:
         self._state_time = now
 
+    @property
+    def command_time(self) -> float | None:
+        """When the active command was accepted (None: none yet, or cleared)."""
+        return self._command_time
+
     def estop(self, now: float, reason: str = "operator") -> None:
         self._trip(Fault.ESTOP, reason, now)
 
@@ -120,21 +308,16 @@ class SafetyMonitor:
         self.status.fault = None
         self.status.detail = ""
         self.status.fault_time = None
+        self._stale_ticks = 0
         self._command, self._command_time = self._stand.copy(), None
 
     # -- outputs -------------------------------------------------------------------------
     def active_command(self, now: float) -> np.ndarray:
-        """The command to track now, ramped to a stand after a command timeout."""
+        """The command to track now: the stand command once the last one is too old (the
+        controllers' envelope bounds the deceleration)."""
         age = float("inf") if self._command_time is None else now - self._command_time
-        timeout = self.config.command_timeout_s
-        self.status.command_timed_out = age > timeout
-        if not self.status.command_timed_out:
-            return self._command.copy()
-        if self._command_time is None:
-            return self._stand.copy()
-        # Linear ramp from the last command to the stand command over stop_ramp_s.
-        alpha = min(1.0, (age - timeout) / self.config.stop_ramp_s)
-        return (1.0 - alpha) * self._command + alpha * self._stand
+        self.status.command_timed_out = age > self.config.command_timeout_s
+        return (self._stand if self.status.command_timed_out else self._command).copy()
 
     def check(self, state: RobotState | None, now: float) -> Fault | None:
         """Evaluate the state rules; returns the (latched) fault, None when all is well."""
@@ -143,8 +326,16 @@ class SafetyMonitor:
         cfg = self.config
         if self._state_time is None or state is None or now - self._state_time > \
                 cfg.state_timeout_s:
-            age = "never" if self._state_time is None else f"{now - self._state_time:.3f} s"
-            self._trip(Fault.STATE_TIMEOUT, f"last LowState {age} ago", now)
+            self._stale_ticks += 1
+            if self._state_time is None or state is None or self._stale_ticks >= 2:
+                age = "never" if self._state_time is None else f"{now - self._state_time:.3f} s"
+                self._trip(Fault.STATE_TIMEOUT, f"last LowState {age} ago", now)
+                return self.status.fault
+        else:
+            self._stale_ticks = 0
+        invalid = sensor_fault(state, cfg)
+        if invalid is not None:
+            self._trip(*invalid, now)
             return self.status.fault
         tilt = tilt_angle(state.quat)
         if tilt > cfg.tilt_limit_rad:
@@ -153,10 +344,12 @@ class SafetyMonitor:
         outside = (q < JOINT_LOWER - cfg.joint_position_margin) | \
                   (q > JOINT_UPPER + cfg.joint_position_margin)
         if self.status.fault is None and outside.any():
-            self._trip(Fault.JOINT_POSITION, f"joints {np.flatnonzero(outside).tolist()}", now)
+            self._trip(Fault.JOINT_POSITION, f"joints {np.flatnonzero(outside).tolist()} at "
+                       f"{np.round(q[outside], 2).tolist()} rad", now)
         too_fast = np.abs(state.dq) > cfg.velocity_limit_factor * VELOCITY_LIMIT
         if self.status.fault is None and too_fast.any():
-            self._trip(Fault.JOINT_VELOCITY, f"joints {np.flatnonzero(too_fast).tolist()}", now)
+            self._trip(Fault.JOINT_VELOCITY, f"joints {np.flatnonzero(too_fast).tolist()} at "
+                       f"{np.round(np.asarray(state.dq)[too_fast], 1).tolist()} rad/s", now)
         return self.status.fault
 
     def limit(self, cmd: MotorCommand, state: RobotState) -> MotorCommand:
@@ -178,6 +371,7 @@ class SafetyMonitor:
         if self.status.fault is None:
             self.status.fault, self.status.detail, self.status.fault_time = fault, detail, now
             self.status.history.append((now, fault, detail))
+            log.error("safety fault, motors damped: %s", self.status.reason())
 
 
 class SafeController:

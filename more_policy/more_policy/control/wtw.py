@@ -9,6 +9,10 @@ A walk-these-ways checkpoint holds two TorchScript networks: the adaptation modu
     actions = clip(body([history, adaptation(history)]))
     joint targets = default + 0.25 * actions (hips x 0.5), PD with kp 20, kd 0.5
 
+Every command first passes the command envelope
+(:class:`~more_policy.control.safety.CommandEnvelope`), the same one the analytic controller
+applies; the walk-these-ways slots follow its conventions (pitch nose-up +, see actions.py).
+
 Joints inside the policy are in its training order (Go1 / Isaac Gym: FL, FR, RL, RR); the
 SDK order (FR, FL, RR, RL) is mapped at the boundary by ``policy_to_sdk``.
 """
@@ -25,6 +29,7 @@ import torch
 
 from more_policy.actions import WTW_SLOTS, ActionSpace
 from more_policy.control.gait_clock import GaitClock
+from more_policy.control.safety import CommandEnvelope, EnvelopeConfig
 from more_policy.robot.go2 import NUM_MOTORS, MotorCommand, RobotState
 
 CONFIG_FILE = "wtw_config.json"
@@ -88,10 +93,12 @@ class WalkTheseWaysRunner:
     """LowLevelController running a walk-these-ways checkpoint."""
 
     def __init__(self, adaptation: torch.jit.ScriptModule, body: torch.jit.ScriptModule,
-                 config: WtwConfig | None = None, action_space: ActionSpace | None = None):
+                 config: WtwConfig | None = None, action_space: ActionSpace | None = None,
+                 envelope: EnvelopeConfig | None = None):
         self.config = cfg = config or WtwConfig()
         self.space = action_space or ActionSpace()
         self.control_dt = cfg.control_dt
+        self.envelope = CommandEnvelope(envelope, self.space, self.control_dt)
         self.adaptation, self.body = adaptation.eval(), body.eval()
         self.clock = GaitClock()
         self._sdk_of_policy = np.array(cfg.policy_to_sdk)
@@ -104,7 +111,8 @@ class WalkTheseWaysRunner:
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, config: WtwConfig | None = None,
-                        action_space: ActionSpace | None = None) -> WalkTheseWaysRunner:
+                        action_space: ActionSpace | None = None,
+                        envelope: EnvelopeConfig | None = None) -> WalkTheseWaysRunner:
         """Load ``adaptation_module_latest.jit`` and ``body_latest.jit`` (and, if present,
         ``wtw_config.json``) from a walk-these-ways checkpoint directory."""
         directory = Path(directory)
@@ -119,7 +127,7 @@ class WalkTheseWaysRunner:
             with warnings.catch_warnings():  # checkpoints are TorchScript by definition
                 warnings.simplefilter("ignore", DeprecationWarning)
                 nets.append(torch.jit.load(str(path), map_location="cpu"))
-        return cls(nets[0], nets[1], config, action_space)
+        return cls(nets[0], nets[1], config, action_space, envelope)
 
     def _check_networks(self) -> None:
         cfg = self.config
@@ -136,6 +144,7 @@ class WalkTheseWaysRunner:
 
     def reset(self, state: RobotState) -> None:
         self.clock.reset()
+        self.envelope.reset()
         self.history = np.zeros((self.config.history_len, NUM_OBS), dtype=np.float32)
         self.actions = np.zeros(NUM_MOTORS, dtype=np.float32)  # policy order
         self.last_actions = np.zeros(NUM_MOTORS, dtype=np.float32)
@@ -161,7 +170,7 @@ class WalkTheseWaysRunner:
 
     def step(self, state: RobotState, command: np.ndarray) -> MotorCommand:
         cfg = self.config
-        wtw_command = self.space.to_wtw_command(command)  # (15,) clipped, defaults filled
+        wtw_command = self.space.to_wtw_command(self.envelope.apply(command))  # (15,)
         self.clock.advance(cfg.control_dt, wtw_command[WTW_SLOTS.index("step_frequency")])
         obs = self.observation(state, wtw_command)
         self.history = np.roll(self.history, -1, axis=0)

@@ -3,9 +3,14 @@
 A thin wrapper around :class:`~more_policy.control.loop.ControlLoop` on its own thread: newest
 LowState from :class:`~more_policy.robot.go2_io.Go2Client`, the safe stand-up, then the gait
 controller (analytic or walk-these-ways) guarded by the safety monitor, which owns the fail-safe
-behaviour: a stale command ramps to a stand; a stale LowState, tilt or joint limit or an e-stop
-latches damping (restart the node to clear). A command with terminate set becomes the stand
-command.
+behaviour: a stale command brings the robot to a stand; a stale LowState, invalid sensor data,
+a tilt or joint limit or an e-stop latches damping (restart the node to clear), logged once with
+its reason. A command with terminate set becomes the stand command.
+
+The command ranges the safety layer clamps to are a parameter (``action_space``: the policy
+checkpoint's action_space.json), so they are the ranges the policy was trained with. On the
+robot, ``release_sport_mode`` checks and releases Unitree's sport-mode controller before the
+first LowCmd (MotionSwitcherClient), and refuses to start when that is not possible.
 
 The DDS domain and network interface select the robot (domain 0, its NIC) or the sim
 (loopback, its own domain). Publishes sensor_msgs/JointState every tick and
@@ -48,9 +53,15 @@ PARAMETERS = (
     ParamSpec("diagnostics_topic", DIAGNOSTICS_TOPIC, "diagnostic_msgs/DiagnosticArray topic"),
     ParamSpec("control_rate_hz", 50.0, "control loop rate [Hz] (walk-these-ways: 50)"),
     ParamSpec("diagnostics_rate_hz", 2.0, "diagnostics publishing rate [Hz]"),
-    ParamSpec("command_timeout_s", 0.5, "no command for this long -> ramp to a stand [s]"),
-    ParamSpec("stop_ramp_s", 0.5, "duration of the ramp to a stand after a timeout [s]"),
-    ParamSpec("state_timeout_s", 0.1, "no LowState for this long -> damping (latched) [s]"),
+    ParamSpec("action_space", "",
+              "action_space.json (or a checkpoint directory holding it) whose ranges the "
+              "commands are clamped to: the policy's; empty: the actions.py defaults"),
+    ParamSpec("release_sport_mode", False,
+              "check and release the Go2's sport mode (MotionSwitcherClient) before low-level "
+              "control; true on the robot"),
+    ParamSpec("command_timeout_s", 0.2, "no command for this long -> stop and stand [s]"),
+    ParamSpec("state_timeout_s", 0.08,
+              "newest LowState older than this on two ticks in a row -> damping (latched) [s]"),
     ParamSpec("tilt_limit_rad", 0.8, "roll/pitch beyond this -> damping (latched) [rad]"),
     ParamSpec("standup_damping_s", 1.0, "safe start: pure damping for this long [s]"),
     ParamSpec("standup_ramp_s", 2.0, "safe start: ramp to the stand pose over this long [s]"),
@@ -81,29 +92,32 @@ class ControllerNode(Node):
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__("controller_node", **node_kwargs)
-        from more_policy.robot.go2_io import Go2Client, Go2IOConfig
+        from more_policy.robot.go2_io import Go2Client, Go2IOConfig, release_sport_mode
 
         p = self.params = declare_parameters(self, PARAMETERS)
         if not p["control_rate_hz"] > 0:
             raise ValueError(f"control_rate_hz must be > 0, got {p['control_rate_hz']}")
         self.control_dt = 1.0 / p["control_rate_hz"]
-        self.space = ActionSpace()
+        self.space = ActionSpace.load(p["action_space"]) if p["action_space"] else ActionSpace()
         controller = build_controller(p["controller"], p["wtw_checkpoint"], self.control_dt,
                                       self.space)
         monitor = SafetyMonitor(SafetyConfig(
-            command_timeout_s=p["command_timeout_s"], stop_ramp_s=p["stop_ramp_s"],
-            state_timeout_s=p["state_timeout_s"], tilt_limit_rad=p["tilt_limit_rad"]),
+            command_timeout_s=p["command_timeout_s"], state_timeout_s=p["state_timeout_s"],
+            tilt_limit_rad=p["tilt_limit_rad"]),
             self.space)
         standup = StandUpSequence(StandUpConfig(
             damping_s=p["standup_damping_s"], ramp_s=p["standup_ramp_s"],
             control_dt=self.control_dt))
-        self.client = Go2Client(Go2IOConfig(
-            domain_id=p["dds_domain_id"], interface=p["network_interface"] or None,
-            stream_hz=p["lowcmd_stream_hz"] or 500.0))
+        io = Go2IOConfig(domain_id=p["dds_domain_id"], interface=p["network_interface"] or None,
+                         stream_hz=p["lowcmd_stream_hz"] or 500.0)
+        if p["release_sport_mode"]:
+            released = release_sport_mode(io)  # SportModeError: the node does not start
+            self.get_logger().info(f"sport mode {released!r} released" if released else
+                                   "no sport mode active: low-level control is free")
+        self.client = Go2Client(io)
         if p["lowcmd_stream_hz"] > 0:
             self.client.start_streaming()
-        self.loop = ControlLoop(self.client, controller, monitor, standup,
-                                on_error=self._on_tick_error)
+        self.loop = ControlLoop(self.client, controller, monitor, standup)
         self.loop.start()
 
         self._max_state_age = 0.0  # since the last diagnostics message [s]
@@ -116,10 +130,6 @@ class ControllerNode(Node):
         self.get_logger().info(
             f"{p['controller']} controller at {p['control_rate_hz']:g} Hz on DDS domain "
             f"{p['dds_domain_id']} ({p['network_interface'] or 'auto'})")
-
-    def _on_tick_error(self, error: Exception) -> None:
-        self.get_logger().error(f"control tick failed, motors damped: {error}",
-                                throttle_duration_sec=1.0)
 
     # -- inputs ------------------------------------------------------------------------------
     def _on_command(self, msg: Go2Command) -> None:
@@ -135,8 +145,7 @@ class ControllerNode(Node):
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data:
-            self.loop.estop("e-stop topic")
-            self.get_logger().error("E-STOP: motors damped; restart the node to clear")
+            self.loop.estop("e-stop topic (restart the node to clear)")  # logged by the monitor
 
     # -- outputs -----------------------------------------------------------------------------
     def phase(self) -> str:
@@ -169,6 +178,7 @@ class ControllerNode(Node):
         phase = self.phase()
         values = {
             "phase": phase, "fault": fault.value if fault else "", "fault_detail": detail,
+            "action_space": self.params["action_space"] or "default",
             "command_timed_out": str(timed_out), "rejected_commands": str(rejected),
             "clamped_commands": str(clamped),
             "lowstate_age_ms": f"{1e3 * self.client.age():.1f}",

@@ -7,6 +7,7 @@ or simulated, speaks :class:`RobotState` in and :class:`MotorCommand` out, in th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -106,3 +107,18 @@ class LowLevelController(Protocol):
     def step(self, state: RobotState, command: np.ndarray) -> MotorCommand:
         """``command``: (12,) in SI units, actions.py order."""
         ...
+
+
+# Sleep this long before a deadline, then yield in a loop: OS timers wake late by up to a
+# millisecond or more on a busy machine; the control loop's p99 jitter budget is 2 ms and the
+# 500 Hz LowCmd stream's period is 2 ms.
+SPIN_S = 0.001
+
+
+def sleep_until(deadline: float) -> None:
+    """Sleep until ``deadline`` (time.perf_counter), waking ~SPIN_S early to yield-spin."""
+    coarse = deadline - time.perf_counter() - SPIN_S
+    if coarse > 0:
+        time.sleep(coarse)
+    while time.perf_counter() < deadline:
+        time.sleep(0)  # releases the GIL to the DDS threads while spinning

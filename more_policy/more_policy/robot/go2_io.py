@@ -10,8 +10,9 @@ Two endpoints share the message conversions and the CRC:
   publishes ``rt/lowstate`` and receives ``rt/lowcmd``.
 
 Motor order is the SDK's (FR, FL, RR, RL; hip, thigh, calf), the order of go2.py. Before
-sending low-level commands to a real Go2 its sport-mode service must be released (Unitree app
-or MotionSwitcherClient); this module does not do that for you.
+sending low-level commands to a real Go2 its sport-mode service must be released:
+:func:`release_sport_mode` does it through unitree_sdk2py's MotionSwitcherClient, as Unitree's
+low-level examples do (and raises a clear error where the installed SDK lacks that client).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from more_policy.robot.go2 import NUM_MOTORS, MotorCommand, RobotState
+from more_policy.robot.go2 import NUM_MOTORS, MotorCommand, RobotState, sleep_until
 from more_policy.robot.sdk_compat import go2_crc, init_channels, sdk
 
 sdk()  # the SDK with its wheel workarounds, before anything imports from it
@@ -47,6 +48,7 @@ class Go2IOConfig:
     lowstate_topic: str = LOWSTATE_TOPIC
     stream_hz: float = 500.0
     check_crc: bool = True
+    stream_stats_window: int = 30_000  # LowCmd stream periods kept for the figures (60 s)
 
 
 # -- conversions ----------------------------------------------------------------------------
@@ -203,6 +205,8 @@ class Go2Client(_Endpoint):
         self._command: MotorCommand | None = None
         self._stream_thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._stream_times = np.zeros(config.stream_stats_window)  # perf_counter per send
+        self._stream_count = 0
 
     def _convert(self, msg) -> RobotState:
         return lowstate_to_robot_state(msg)
@@ -218,7 +222,7 @@ class Go2Client(_Endpoint):
             self._write(fill_lowcmd(self._msg, cmd))
 
     def start_streaming(self) -> None:
-        """Repeat the latest command at ``stream_hz`` in a background thread."""
+        """Repeat the latest command at ``stream_hz`` in a dedicated thread."""
         if self._stream_thread is not None:
             return
         self._stop.clear()
@@ -227,18 +231,29 @@ class Go2Client(_Endpoint):
         self._stream_thread.start()
 
     def _stream(self) -> None:
+        # Nothing is allocated per period by this loop: the message is filled in place by
+        # send(), and the send times go into a preallocated ring.
         period = 1.0 / self.config.stream_hz
+        times, n = self._stream_times, len(self._stream_times)
         next_time = time.perf_counter()
         while not self._stop.is_set():
             with self._write_lock:
                 if self._command is not None:
                     self._write(self._msg)  # CRC already refreshed by send()
+            times[self._stream_count % n] = time.perf_counter()
+            self._stream_count += 1
             next_time += period
-            delay = next_time - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            else:  # fell behind (a loaded machine): do not burst to catch up
+            if next_time < time.perf_counter():  # fell behind: do not burst to catch up
                 next_time = time.perf_counter()
+                continue
+            sleep_until(next_time)
+
+    def stream_periods_ms(self) -> np.ndarray:
+        """The LowCmd stream's recent periods [ms], oldest first (at most the stats window)."""
+        n, count = len(self._stream_times), self._stream_count
+        times = self._stream_times[:count] if count <= n else np.roll(
+            self._stream_times, -(count % n))
+        return np.diff(times) * 1e3
 
     def close(self) -> None:
         self._stop.set()
@@ -270,3 +285,52 @@ class Go2RobotEndpoint(_Endpoint):
         with self._write_lock:
             self._write(fill_lowstate(self._msg, state))
 
+
+
+class SportModeError(RuntimeError):
+    """The Go2's sport-mode controller could not be checked or released."""
+
+
+def release_sport_mode(config: Go2IOConfig | None = None, timeout_s: float = 5.0,
+                       attempts: int = 5) -> str:
+    """Make sure no Unitree motion-control service drives the motors before low-level control:
+    check the active mode with MotionSwitcherClient; if one is active, lie the robot down
+    (SportClient.StandDown) and release it, as Unitree's low-level examples do. Returns the
+    mode that was active ('' if none). Raises :class:`SportModeError` when the SDK has no
+    MotionSwitcherClient, the service does not answer, or the mode stays active."""
+    config = config or Go2IOConfig()
+    init_channels(config.domain_id, config.interface)
+    try:
+        from unitree_sdk2py.comm.motion_switcher.motion_switcher_client import (
+            MotionSwitcherClient,
+        )
+    except ImportError as e:
+        raise SportModeError(
+            "the installed unitree_sdk2py has no MotionSwitcherClient (the PyPI unitree-sdk2 "
+            "1.0.1 wheel lacks unitree_sdk2py.comm.motion_switcher): install "
+            "unitree_sdk2_python from github.com/unitreerobotics, or switch sport mode off in "
+            "the Unitree app and set the controller's release_sport_mode parameter to false"
+        ) from e
+    from unitree_sdk2py.go2.sport.sport_client import SportClient
+
+    switcher = MotionSwitcherClient()
+    switcher.SetTimeout(timeout_s)
+    switcher.Init()
+    code, result = switcher.CheckMode()
+    if code != 0 or result is None:
+        raise SportModeError(f"MotionSwitcherClient.CheckMode failed (code {code}): is the Go2 "
+                             f"on DDS domain {config.domain_id} via {config.interface}?")
+    active = result.get("name", "")
+    for _ in range(attempts):
+        if not result.get("name"):
+            return active
+        sport = SportClient()
+        sport.SetTimeout(timeout_s)
+        sport.Init()
+        sport.StandDown()
+        switcher.ReleaseMode()
+        time.sleep(1.0)
+        code, result = switcher.CheckMode()
+        result = result or {}
+    raise SportModeError(f"the Go2's {result.get('name')!r} mode is still active after "
+                         f"{attempts} releases")

@@ -1,0 +1,240 @@
+"""The command envelope (control/safety.py): what any in-range command becomes, the gait
+family it lets through, and the property that no in-range command makes the robot fall.
+
+Physics tests run the real control loop (safety monitor + envelope + analytic controller) on
+MuJoCo in-process, in simulated time (robot.sim_bridge.PhysicsLink), without DDS.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+
+from more_policy.actions import WTW_SLOTS, ActionSpace
+from more_policy.control.gait import GaitController
+from more_policy.control.gait_clock import WTW_TO_SDK_FEET, foot_phases
+from more_policy.control.loop import ControlLoop
+from more_policy.control.safety import CommandEnvelope, EnvelopeConfig, SafetyMonitor
+from more_policy.control.wtw import projected_gravity
+from more_policy.robot.go2 import RobotState
+
+SPACE = ActionSpace()
+DT = 0.02
+GAITS = {"trot": (0.5, 0.0, 0.0), "pace": (0.0, 0.0, 0.5), "bound": (0.0, 0.5, 0.0),
+         "pronk": (0.0, 0.0, 0.0), "trot-pace blend": (0.25, 0.0, 0.25),
+         "bound-pronk blend": (0.0, 0.25, 0.0)}
+# The saturated command the demo's policy sent when the robot fell (issue 14).
+DEMO_SATURATED = SPACE.default_command(vel_y=0.5, yaw_rate=1.05, gait_phase=0.0,
+                                       gait_offset=0.0, gait_bound=0.0)
+CONTACT_FORCE = 5.0  # N on a foot sensor: in contact
+FELL_HEIGHT, FELL_UPRIGHT = 0.15, 0.5  # the task environment's fall rule
+
+
+def command(**dims) -> np.ndarray:
+    return SPACE.default_command(**dims)
+
+
+# -- the envelope itself (no physics) ---------------------------------------------------------
+def test_envelope_limits_speed_turning_load_and_ramps_acceleration():
+    env = CommandEnvelope()
+    cfg = env.config
+    speeds = [env.apply(command(vel_x=2.1))[0] for _ in range(100)]
+    assert speeds[0] == pytest.approx(cfg.max_acceleration * DT)  # ramped up
+    assert speeds[-1] == pytest.approx(cfg.max_speed)  # 2.1 commanded, capped
+    for _ in range(100):
+        out = env.apply(command(vel_x=1.5, yaw_rate=1.0))
+    assert out[2] == pytest.approx(1.0)  # the path's curvature is kept ...
+    assert out[0] * out[2] == pytest.approx(cfg.max_lateral_acceleration)  # ... slower
+    stopping = [env.apply(command())[0] for _ in range(20)]
+    assert np.all(np.diff(stopping) <= 0)
+    assert stopping[-1] == 0.0
+    stop_time = (np.argmax(np.array(stopping) == 0.0) + 1) * DT
+    assert stop_time <= cfg.max_speed / cfg.max_deceleration + DT  # bounded deceleration
+
+
+def test_envelope_ramps_gait_switches_and_slows_unsupported_gaits():
+    env = CommandEnvelope()
+    cfg = env.config
+    gait = [SPACE.index(n) for n in ("gait_phase", "gait_offset", "gait_bound")]
+    env.apply(command(vel_x=1.5))  # a trot
+    outs = [env.apply(command(vel_x=1.5, gait_phase=0.0)) for _ in range(150)]  # -> pronk
+    executed = np.array([o[gait] for o in outs])
+    steps = np.abs(np.remainder(np.diff(executed, axis=0) + 0.5, 1.0) - 0.5)
+    assert steps.max() <= cfg.gait_slew_rate * DT + 1e-9  # no foot jumps
+    np.testing.assert_allclose(executed[-1], [0.0, 0.0, 0.0], atol=1e-9)  # pronk arrived
+    assert outs[-1][0] == pytest.approx(cfg.max_unsupported_speed)
+    assert outs[-1][SPACE.index("step_frequency")] >= cfg.min_unsupported_frequency
+
+
+def test_envelope_walking_posture_only_while_moving():
+    extreme = dict(body_height=0.10, body_pitch=0.4, stance_width=0.10, swing_height=0.18)
+    posture = [SPACE.index(n) for n in ("body_height", "body_pitch", "stance_width",
+                                        "swing_height")]
+    standing, walking = CommandEnvelope(), CommandEnvelope()
+    for _ in range(100):
+        still = standing.apply(command(**extreme))
+        moving = walking.apply(command(vel_x=1.0, **extreme))
+    cfg = walking.config
+    np.testing.assert_allclose(still[posture], [0.10, 0.4, cfg.min_stance_width, 0.18])
+    np.testing.assert_allclose(moving[posture], [cfg.max_walking_height, cfg.max_walking_pitch,
+                                                 cfg.min_walking_stance_width,
+                                                 cfg.max_walking_swing_height])
+
+
+def test_walk_these_ways_runner_applies_the_same_envelope():
+    import torch
+    from torch import nn
+
+    from more_policy.control.wtw import WalkTheseWaysRunner
+
+    def net(n_in, n_out):
+        return torch.jit.script(nn.Sequential(nn.Linear(n_in, n_out)))
+
+    runner = WalkTheseWaysRunner(net(2100, 2), net(2102, 12))
+    scales = np.array(runner.config.command_scales)
+    for _ in range(5):
+        runner.step(RobotState(), command(vel_x=2.1, body_pitch=0.3))
+    slots = runner.last_observation[3:18] / scales
+    assert slots[WTW_SLOTS.index("x_vel")] == pytest.approx(
+        5 * EnvelopeConfig().max_acceleration * DT, rel=1e-5)  # ramped, not 2.1
+    assert slots[WTW_SLOTS.index("pitch")] < 0  # nose down: negative in walk-these-ways
+
+
+def test_pitch_sign_matches_walk_these_ways_orientation_reward():
+    """corl_rewards._reward_orientation_control: the desired base orientation is a rotation
+    by -pitch_slot about y; its projected gravity must be that of our nose-down pose."""
+    from more_policy.sim.physics import yaw_pitch_quat
+
+    nose_down = 0.3  # rad, actions.py convention
+    slot = SPACE.to_wtw_command(command(body_pitch=nose_down))[WTW_SLOTS.index("pitch")]
+    half = -slot / 2.0
+    desired = np.array([np.cos(half), 0.0, np.sin(half), 0.0])  # wxyz, angle -slot about y
+    np.testing.assert_allclose(projected_gravity(desired),
+                               projected_gravity(yaw_pitch_quat(0.0, nose_down)), atol=1e-12)
+    assert projected_gravity(desired)[0] > 0  # nose down: gravity leans towards the nose
+    np.testing.assert_allclose(SPACE.from_wtw_command(SPACE.to_wtw_command(
+        command(body_pitch=nose_down)))[SPACE.index("body_pitch")], nose_down)
+
+
+# -- physics ----------------------------------------------------------------------------------
+class PhysicsRun:
+    """The control loop on MuJoCo in simulated time; records contacts, falls and faults."""
+
+    def __init__(self):
+        from more_policy.robot.sim_bridge import PhysicsLink
+        from more_policy.sim.physics import Go2Physics
+
+        self.physics = Go2Physics()
+        self.link = PhysicsLink(self.physics, DT)
+        self.controller = GaitController()
+        self.loop = ControlLoop(self.link, self.controller, SafetyMonitor(),
+                                clock=self.link.clock)
+        self._rot = np.zeros(9)
+        self.fell_at: float | None = None
+
+    def hold(self, cmd: np.ndarray, seconds: float, on_tick=None) -> None:
+        """Hold ``cmd`` (re-sent at 10 Hz, like the policy) for ``seconds``."""
+        cmd = cmd.copy()
+        cmd[SPACE.index("terminate")] = 0.0  # the controller node turns terminate into a stand
+        for k in range(int(round(seconds / DT))):
+            if k % 5 == 0:
+                self.loop.set_command(cmd)
+            self.loop.tick()
+            pos, quat = self.physics.base_pose()
+            mujoco.mju_quat2Mat(self._rot, quat)
+            if self.fell_at is None and (pos[2] < FELL_HEIGHT or self._rot[8] < FELL_UPRIGHT):
+                self.fell_at = self.physics.time
+            if on_tick is not None:
+                on_tick()
+
+    def assert_upright(self, what: str) -> None:
+        assert self.fell_at is None, f"fell at {self.fell_at:.2f} s under {what}"
+        assert self.loop.monitor.status.fault is None, \
+            f"{self.loop.monitor.status.reason()} under {what}"
+
+
+def contact_phases(contacts: np.ndarray, gait_index: np.ndarray) -> np.ndarray:
+    """(4,) phase of each foot's contact pattern against the gait clock (first Fourier
+    component of the contact signal over the gait index), in cycles."""
+    basis = np.exp(-2j * np.pi * gait_index)  # (T,)
+    return np.angle(contacts.T @ basis) / (2 * np.pi)  # (4,)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(GAITS))
+def test_contact_pattern_matches_the_commanded_gait(name):
+    gait = np.array(GAITS[name])
+    run = PhysicsRun()
+    run.hold(command(vel_x=0.5, gait_phase=gait[0], gait_offset=gait[1], gait_bound=gait[2]),
+             2.0)  # walk into the gait (it ramps in)
+    contacts, index = [], []
+
+    def record():
+        contacts.append(run.physics.state().foot_force > CONTACT_FORCE)
+        index.append(run.controller.clock.gait_index)
+
+    run.hold(command(vel_x=0.5, gait_phase=gait[0], gait_offset=gait[1], gait_bound=gait[2]),
+             4.0, on_tick=record)
+    run.assert_upright(name)
+    assert run.controller.governor.trips == 0  # the commanded gait ran, not the fallback
+    measured = contact_phases(np.array(contacts, dtype=float), np.array(index))
+    expected = foot_phases(0.0, *gait)[WTW_TO_SDK_FEET]  # SDK foot order
+    # relative to the front-right foot; circular distance in cycles
+    error = np.remainder((measured - measured[0]) - (expected - expected[0]) + 0.5, 1.0) - 0.5
+    print(f"{name}: contact phases {np.round(measured - measured[0], 2) % 1} "
+          f"expected {np.round(expected - expected[0], 2) % 1}")
+    # A pronk's front feet bounce off on landing and touch down again ~0.2 cycle after the
+    # rear ones (measured 0.22): closer to a pronk than to a bound (0.5), but not exact.
+    assert np.abs(error).max() < (0.25 if name == "pronk" else 0.1)
+    duty = np.mean(contacts, axis=0)
+    assert np.all(duty < 0.95), f"feet never lift: duty {duty}"  # it steps, not shuffles
+
+
+def random_commands(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    return [rng.uniform(SPACE.low, SPACE.high) for _ in range(n)]
+
+
+def corner_commands(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    low, high = SPACE.low, SPACE.high
+    return [high, low, DEMO_SATURATED] + [np.where(rng.uniform(size=12) < 0.5, low, high)
+                                          for _ in range(n)]
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("chunk", range(4))
+def test_no_in_range_command_makes_it_fall(chunk):
+    """500 uniform random in-range commands (4 chunks of 125) plus the corners and the demo's
+    saturated command, each held 5 s and switched abruptly: no fall, no safety fault."""
+    rng = np.random.default_rng(chunk)
+    commands = random_commands(rng, 125)
+    if chunk == 0:
+        commands = corner_commands(rng, 16) + commands
+    run = PhysicsRun()
+    for i, cmd in enumerate(commands):
+        run.hold(cmd, 5.0)
+        run.assert_upright(f"command {i} {np.round(cmd, 2).tolist()}")
+    print(f"chunk {chunk}: {len(commands)} commands x 5 s, no fall, no fault")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("vx,yaw", [(0.5, 0.0), (0.5, 1.0)])
+def test_stale_command_stands_still_within_0_6_s_in_simulated_time(vx, yaw):
+    """The same stop as tests/test_robot_dds_safety.py, in-process and in simulated time (no
+    scheduling noise): the last command, then nothing."""
+    run = PhysicsRun()
+    run.hold(command(vel_x=vx, yaw_rate=yaw), 3.0)
+    last = run.loop.monitor.command_time
+    still_since = None
+    for _ in range(60):  # 1.2 s without a command
+        run.loop.tick()
+        state = run.physics.state()
+        still = np.all(state.foot_force > CONTACT_FORCE) and np.abs(state.dq).max() < 0.5
+        still_since = (still_since or run.physics.time) if still else None
+    run.assert_upright("a stale command")
+    assert run.loop.monitor.status.command_timed_out and still_since is not None
+    print(f"{vx} m/s, {yaw} rad/s: standing still {still_since - last:.2f} s after the last "
+          f"command")
+    assert still_since - last <= 0.6
