@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # make bench BENCH="sim data": only bench_sim.py and bench_data.py
 BENCH ?=
 
-.PHONY: setup colcon demo test test-fast lint bench clean
+.PHONY: setup colcon demo test test-fast test-property lint bench clean
 
 setup:
 	@scripts/setup.sh
@@ -20,10 +20,13 @@ demo: setup
 	@$(RUN) more demo
 
 test: setup lint
-	@$(RUN) python -m pytest $(PYTEST_ARGS)
+	@$(RUN) python -m pytest -m "not property" $(PYTEST_ARGS)
 
 test-fast: setup
-	@$(RUN) python -m pytest -m "not ros and not sim and not slow" $(PYTEST_ARGS)
+	@$(RUN) python -m pytest -m "not ros and not sim and not slow and not property" $(PYTEST_ARGS)
+
+test-property: setup
+	@$(RUN) python -m pytest -m property $(PYTEST_ARGS)
 
 lint: setup
 	@$(RUN) ruff check .
