@@ -2,7 +2,7 @@
 family it lets through, and the property that no in-range command makes the robot fall.
 
 Physics tests run the real control loop (safety monitor + envelope + analytic controller) on
-MuJoCo in-process, in simulated time (robot.sim_bridge.PhysicsLink), without DDS.
+MuJoCo in-process, in simulated time (sim.bridge.PhysicsLink), without DDS.
 """
 
 from __future__ import annotations

@@ -114,8 +114,8 @@ def test_state_loss_over_dds_damps_within_150_ms(sdk_domain, tmp_path):
 @pytest.mark.slow
 def test_stale_command_over_dds_stops_the_robot_within_0_6_s(sdk_domain, tmp_path):
     log = tmp_path / "bridge.json"
-    bridge = subprocess.Popen([sys.executable, "-m", "more_policy.robot.sim_bridge", "--domain",
-                               str(sdk_domain), "--seconds", "7", "--log", str(log)],
+    bridge = subprocess.Popen([sys.executable, "-m", "more_policy.sim.cli", "sim-bridge",
+                               "--domain", str(sdk_domain), "--seconds", "7", "--log", str(log)],
                               env=python_env())
     samples: list[tuple[float, float, bool]] = []  # (receive time, fastest joint, feet down)
     client = Go2Client(Go2IOConfig(domain_id=sdk_domain, interface="lo"),
