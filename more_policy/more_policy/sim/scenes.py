@@ -46,7 +46,7 @@ LETTER_BOX_SIZE = 0.2  # half size of the letter boxes: the glyph is ~25 px tall
 OBSTACLE_SIZE = (0.15, 0.3, 0.125)  # half sizes: low, so the target stays visible over it
 TUNNEL_LENGTH, TUNNEL_HALF_WIDTH, TUNNEL_HEIGHT = 1.0, 0.4, 0.6
 GATE_HALF_WIDTH, BAR_RADIUS = 0.5, 0.02
-BAR_BOTTOM_RANGE = (0.29, 0.33)  # the standing Go2 (top ~0.36 m) must crouch to pass
+BAR_BOTTOM_RANGE = (0.315, 0.345)  # the standing Go2 (top ~0.36 m) must crouch; crouched ~0.30
 TRAY_RADIUS, TRAY_HEIGHT = 0.15, 0.05
 FLAG_HEIGHT, FLAG_RADIUS, FLAG_PANEL = 0.6, 0.015, (0.01, 0.1, 0.07)  # m; panel half sizes
 # Where target and distractor stand: (min, max) range [m] at +-FAN_HALF_ANGLE from the start
