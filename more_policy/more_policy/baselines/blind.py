@@ -3,8 +3,9 @@
 It never sees an image; it reads the instruction (task, speed word, gait) and counts steps.
 Candidates per task: the time-indexed mean of the scripted expert's commands on the training
 scenes, and a straight walk at the instruction's speed, each ended by terminate after N steps
-(N = 2..50), with the task's posture added where a blind robot can afford it (crouch the whole
-way for crawl; tilt for the ball in the last steps of unload). :func:`fit_blind` scores every
+(N = 2..50: every 4th, then +-2 around the best), with the task's posture added where a blind
+robot can afford it (crouch the whole way for crawl; tilt for the ball in the last steps of
+unload). :func:`fit_blind` scores every
 candidate on training scenes and keeps the best per task. If the best blind schedule reaches
 <= 0.10 on held-out scenes, the task cannot be solved without looking.
 """
@@ -22,7 +23,7 @@ from more_policy.sim.generate import episode_seed, parse_tasks
 from more_policy.sim.tasks import Instruction
 
 KINDS = ("mean", "straight")
-STOP_STEPS = tuple(range(2, 51, 2))
+STOP_STEPS = tuple(range(2, 51, 4))  # coarse grid; the best is refined by +-2 steps
 TILT_STEPS = 3  # unload: tilt for the ball this many steps before terminating
 MOTION = slice(0, 3)  # vel_x, vel_y, yaw_rate
 
@@ -34,7 +35,7 @@ class Schedule:
     kind: str
     stop: int
     mean_motion: list[list[float]]  # (T, 3) expert mean of vel_x, vel_y, yaw_rate by step
-    train_success: float = 0.0
+    train_success: float | None = None  # on the training scenes, once scored
 
 
 def schedule_command(schedule: Schedule, task: str, instruction: Instruction, step: int,
@@ -128,20 +129,27 @@ def schedule_success(schedule: Schedule, task: str, episodes: int, seed: int = 0
     return wins / episodes
 
 
+def _best(task: str, candidates: list[Schedule], episodes: int, seed: int,
+          space: ActionSpace) -> Schedule:
+    """The candidate with the highest training success (the first of equals)."""
+    for c in candidates:
+        if c.train_success is None:
+            c.train_success = schedule_success(c, task, episodes, seed, space)
+    return max(candidates, key=lambda c: c.train_success)
+
+
 def fit_blind(tasks: str | list[str] = "all", episodes: int = 16, seed: int = 0,
-              space: ActionSpace | None = None) -> BlindPolicy:
+              space: ActionSpace | None = None,
+              stop_steps: tuple[int, ...] = STOP_STEPS) -> BlindPolicy:
     """The best schedule per task on ``episodes`` training scenes of ``seed`` (see module)."""
     space = space or ActionSpace()
     schedules = {}
     for task in parse_tasks(tasks):
         mean = expert_mean_motion(task, episodes, seed, space)
-        best = None
-        for kind in KINDS:
-            for stop in STOP_STEPS:
-                candidate = Schedule(kind, stop, mean)
-                candidate.train_success = schedule_success(candidate, task, episodes, seed,
-                                                           space)
-                if best is None or candidate.train_success > best.train_success:
-                    best = candidate
+        best = _best(task, [Schedule(k, n, mean) for k in KINDS for n in stop_steps],
+                     episodes, seed, space)
+        refine = [Schedule(best.kind, best.stop + d, mean) for d in (-2, 2)
+                  if best.stop + d >= 1 and best.stop + d not in stop_steps]
+        best = _best(task, [best, *refine], episodes, seed, space)
         schedules[task] = best
     return BlindPolicy(schedules, space)
