@@ -11,8 +11,9 @@ The robot starts at the origin facing +x. Every task is solvable from one camera
   the distractor >= 0.9 m off the start->target line.
 - go_through, crawl: QUART's stop point 1.0 / 1.5 m past the passage is unmarked and behind
   the camera in half the expert frames. Here a goal marker (a post of the passage's colour)
-  stands ``MARKER_GAP`` beyond the stop point, which lies 0.8-2.0 m past the passage (the
-  marker tells where); entry and angle of the passage spread wider than QUART's.
+  stands ``MARKER_GAP`` beyond the stop point, which lies 1.2-3.5 m past the passage (the
+  marker tells where); entry and angle of the passage spread wider than QUART's (it is
+  turned 0.2-0.5 rad away from the start line), so no straight walk stops there reliably.
 - unload: the D435 cannot see a tray under its nose at release, so each tray carries a flag
   of its colour on its far rim, in view until the ball drops.
 """
@@ -56,8 +57,9 @@ FANS = {"go_to": (1.5, 5.0), "distinguish": (1.5, 4.5), "go_avoid": (3.0, 5.5),
         "unload": (1.8, 4.5)}
 DISTRACTOR_OFF_LINE, DISTRACTOR_GAP = 0.9, 1.2  # m from the start->target line / the target
 # Passages: entry distance, lateral offset and yaw of the tunnel / gate; stop point past it.
-PASSAGE_ENTRY_X, PASSAGE_ENTRY_Y, PASSAGE_YAW = (2.2, 3.4), 0.8, 0.4
-PASSAGE_GOAL_BEYOND = (0.8, 2.0)  # m from the tunnel exit / the gate line to the stop point
+# (The passage is never square to the start heading: a straight blind walk misses the stop.)
+PASSAGE_ENTRY_X, PASSAGE_ENTRY_Y, PASSAGE_YAW = (2.2, 3.4), 0.9, (0.2, 0.5)  # m, m, |rad|
+PASSAGE_GOAL_BEYOND = (1.2, 3.5)  # m from the tunnel exit / the gate line to the stop point
 MARKER_GAP = 0.9  # m from the stop point on to the goal marker (in view when stopped there)
 MARKER_RADIUS, MARKER_HEIGHT = 0.06, 0.5
 BALL_RADIUS = 0.03
@@ -210,7 +212,9 @@ def _task_layout(task: str, rng: np.random.Generator, colors: str) -> Scene:
         rgba = _rgba(COLOR_SETS[colors][color])
         entry = (float(rng.uniform(*PASSAGE_ENTRY_X)),
                  float(rng.uniform(-PASSAGE_ENTRY_Y, PASSAGE_ENTRY_Y)))
-        yaw = float(rng.uniform(-PASSAGE_YAW, PASSAGE_YAW))
+        # turned away from the start line (an S-curve into it would hide it from the camera)
+        side = np.sign(entry[1]) or 1.0
+        yaw = float(side * rng.uniform(*PASSAGE_YAW))
         beyond = float(rng.uniform(*PASSAGE_GOAL_BEYOND))
         rot = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
 
