@@ -81,23 +81,58 @@ def observability(tasks, episodes: int, seed: int) -> dict[str, float]:
 
 
 def _evaluate(policy, cfg: BenchmarkConfig, mode: str = "command", episodes: int | None = None):
-    from more_policy.sim.evaluate import evaluate
+    """Evaluate on the held-out scenes; results are kept in ``out/runs/`` and reused by the
+    other command when policy, mode, seed, episodes and tasks match (gates then table1)."""
+    from more_policy.sim.evaluate import EpisodeResult, EvalResult, evaluate
 
+    episodes = episodes or cfg.episodes
+    cache = Path(cfg.out) / "runs" / f"{policy.name}_{mode}.json"
+    key = {"seed": cfg.eval_seed, "episodes_per_task": episodes, "mode": mode}
+    if cache.exists() and not getattr(policy, "needs_images", True):
+        saved = json.loads(cache.read_text())
+        if {k: saved[k] for k in key} == key and list(saved["success_rate"]) == _tasks(cfg):
+            result = EvalResult(saved["policy"], cfg.eval_seed, mode, episodes,
+                                tasks=saved["success_rate"], progress=saved["progress"],
+                                episodes=[EpisodeResult(**e) for e in saved["episodes"]])
+            print(result.table(), flush=True)
+            return result
     factory = None
     if mode == "physics":
         from more_policy.control.gait import GaitController
 
         factory = GaitController
-    result = evaluate(policy, cfg.tasks, episodes or cfg.episodes, cfg.eval_seed, mode=mode,
+    result = evaluate(policy, cfg.tasks, episodes, cfg.eval_seed, mode=mode,
                       controller_factory=factory, progress=False)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(result.to_dict(), indent=1))
     print(result.table(), flush=True)
     return result
 
 
-def _fit_blind(cfg: BenchmarkConfig):
-    from more_policy.baselines.blind import fit_blind
+def _tasks(cfg: BenchmarkConfig) -> list[str]:
+    from more_policy.sim.generate import parse_tasks
 
-    return fit_blind(cfg.tasks, cfg.blind_fit_episodes, cfg.train_seed)
+    return parse_tasks(cfg.tasks)
+
+
+def _fit_blind(cfg: BenchmarkConfig):
+    """The fitted blind policy (kept in ``out/runs/blind_fit.json`` for the other command)."""
+    from dataclasses import asdict
+
+    from more_policy.baselines.blind import BlindPolicy, Schedule, fit_blind
+
+    cache = Path(cfg.out) / "runs" / "blind_fit.json"
+    key = {"train_seed": cfg.train_seed, "episodes": cfg.blind_fit_episodes,
+           "tasks": _tasks(cfg)}
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved["key"] == key:
+            return BlindPolicy({t: Schedule(**s) for t, s in saved["schedules"].items()})
+    blind = fit_blind(cfg.tasks, cfg.blind_fit_episodes, cfg.train_seed)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"key": key, "schedules": {
+        t: asdict(s) for t, s in blind.schedules.items()}}))
+    return blind
 
 
 def run_gates(cfg: BenchmarkConfig) -> dict:
