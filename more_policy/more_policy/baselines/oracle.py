@@ -18,7 +18,7 @@ import numpy as np
 from more_policy.actions import ActionSpace
 from more_policy.baselines.views import FrameView, frame_views
 from more_policy.sim import expert as sim_expert
-from more_policy.sim.scenes import MARKER_GAP, TRAY_RADIUS, TUNNEL_LENGTH, Scene, SceneObject
+from more_policy.sim.scenes import FLAG_DISTANCE, MARKER_GAP, TUNNEL_LENGTH, Scene, SceneObject
 from more_policy.vision import D435_COLOR, CameraConfig
 
 ORIGIN = np.zeros(2)
@@ -95,7 +95,7 @@ class OraclePolicy:
             flag = seen.get("target_flag")
             if flag is None:
                 return None, None
-            tray = flag - (TRAY_RADIUS + 0.04) * _unit(flag)  # the flag is on the far rim
+            tray = flag - FLAG_DISTANCE * _unit(flag)  # the flag stands beyond the far rim
             return _scene(task, tray), sim_expert.Plan([ORIGIN, tray], stop, unload=True)
         return _passage(task, seen)
 

@@ -76,7 +76,6 @@ def observability(tasks, episodes: int, seed: int) -> dict[str, float]:
                 _, _, done, _ = env.step(expert.act(env.base_pose()))
         env.close()
         shares[task] = seen / total
-    print(f"observability: {shares}", flush=True)
     return shares
 
 
@@ -143,11 +142,12 @@ def run_gates(cfg: BenchmarkConfig) -> dict:
     blind = _fit_blind(cfg)
     print(f"blind schedules: {blind.to_dict()}", flush=True)
     figures = {"blind": _evaluate(blind, cfg).tasks,
-               "observability": observability(cfg.tasks, cfg.episodes, cfg.eval_seed),
-               "oracle": _evaluate(OraclePolicy(), cfg).tasks,
-               "expert_command": _evaluate(ExpertPolicy(), cfg).tasks,
-               "expert_physics": _evaluate(ExpertPolicy(), cfg, "physics",
-                                           cfg.physics_episodes).tasks}
+               "observability": observability(cfg.tasks, cfg.episodes, cfg.eval_seed)}
+    print(f"observability: {figures['observability']}", flush=True)
+    figures["oracle"] = _evaluate(OraclePolicy(), cfg).tasks
+    figures["expert_command"] = _evaluate(ExpertPolicy(), cfg).tasks
+    figures["expert_physics"] = _evaluate(ExpertPolicy(), cfg, "physics",
+                                          cfg.physics_episodes).tasks
     report = {"config": vars(cfg), "blind_schedules": blind.to_dict(), "gates": {}}
     for gate, values in figures.items():
         op, target = GATES[gate]

@@ -35,6 +35,7 @@ CRAWL_SPEED = 0.8  # m/s cap near the gate
 PASSAGE_SPEED = 1.2  # m/s cap in the tunnel and gate tasks (0.4 m clearance)
 LEAD_IN = 0.8  # m: on the passage axis this far before the entry (entries up to 0.8 m off-centre)
 UNLOAD_PITCH = 0.36  # rad nose-down, past the ball's release tilt
+UNLOAD_STILL_SPEED = 0.03  # m/s: standing still enough to tilt for the ball
 AVOID_CLEARANCE = OBSTACLE_SIZE[1] + 0.55  # m: obstacle half width + robot half length + margin
 STOP_DISTANCES = {"go_to": 0.65, "distinguish": 0.8, "go_avoid": 0.65,
                   "unload": sim_env.BALL_DROP_FRONT}
@@ -149,7 +150,7 @@ class ScriptedExpert:
             look = p.path[-1]
         alpha = math.remainder(math.atan2(look[1] - xy[1], look[0] - xy[0]) - yaw, math.tau)
         v = float(np.clip(STOP_GAIN * left, 0.0, self.instruction.speed))
-        if left < 0.04:
+        if left < (0.08 if p.unload else 0.04):
             v = 0.0
         v *= max(0.15, math.cos(alpha)) ** 2  # slow down to turn; on the spot when far off
         if p.crouch or self.scene.task == "go_through":
@@ -172,7 +173,9 @@ class ScriptedExpert:
                                    math.tau)
             omega = 2.0 * alpha if face_focus else 0.0
         cmd[0], cmd[1], cmd[2], cmd[7] = v, vy, omega, height
-        at_goal = left < 0.08 and speed < 0.08
+        # unload tilts only once the robot stands still: a tilt while still stepping rolls
+        # the ball off the side of the trunk (physics mode, pronk gait)
+        at_goal = left < 0.08 and speed < (UNLOAD_STILL_SPEED if p.unload else 0.08)
         if p.unload and (at_goal and abs(alpha) < 0.1 or self._unload_steps > 0):
             cmd[0], cmd[2] = 0.0, 0.0
             cmd[8] = UNLOAD_PITCH

@@ -15,7 +15,7 @@ The robot starts at the origin facing +x. Every task is solvable from one camera
   marker tells where); entry and angle of the passage spread wider than QUART's (it is
   turned 0.2-0.5 rad away from the start line), so no straight walk stops there reliably.
 - unload: the D435 cannot see a tray under its nose at release, so each tray carries a flag
-  of its colour on its far rim, in view until the ball drops.
+  of its colour just beyond its far rim, in view until the ball drops.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ GATE_HALF_WIDTH, BAR_RADIUS = 0.5, 0.02
 BAR_BOTTOM_RANGE = (0.315, 0.345)  # the standing Go2 (top ~0.36 m) must crouch; crouched ~0.30
 TRAY_RADIUS, TRAY_HEIGHT = 0.15, 0.05
 FLAG_HEIGHT, FLAG_RADIUS, FLAG_PANEL = 0.6, 0.015, (0.01, 0.1, 0.07)  # m; panel half sizes
+# from the tray centre: past the zone where a landing ball counts (tasks.TRAY_MARGIN beyond
+# the rim), so the pole never deflects a ball that would have scored
+FLAG_DISTANCE = 0.3
 # Where target and distractor stand: (min, max) range [m] at +-FAN_HALF_ANGLE from the start
 # heading, drawn uniformly over the area (no spot is likelier than another for a blind walk).
 FAN_HALF_ANGLE = math.radians(22.0)  # inside the colour stream's +-27.4 deg at the start
@@ -243,7 +246,7 @@ def _task_layout(task: str, rng: np.random.Generator, colors: str) -> Scene:
                                    (MARKER_RADIUS, MARKER_HEIGHT / 2), color, rgba))
         return Scene(task, objects, "target", colors, frame_pos=entry, frame_yaw=yaw,
                      goal_beyond=beyond, start_yaw=start_yaw)
-    # unload: two trays of different colours, each with a flag on its far rim; the ball rides
+    # unload: two trays of different colours, each with a flag beyond its far rim; the ball rides
     # on the robot's back
     t_xy, d_xy = _target_and_distractor(rng, task)
     c_target, c_other = _pick_colors(rng, colors, 2)
@@ -253,7 +256,7 @@ def _task_layout(task: str, rng: np.random.Generator, colors: str) -> Scene:
         objects.append(SceneObject(name, "tray", (*xy, TRAY_HEIGHT / 2),
                                    (TRAY_RADIUS, TRAY_HEIGHT / 2), c, rgba))
         away = np.array(xy) / np.linalg.norm(xy)  # the far rim seen from the start
-        pole = np.array(xy) + (TRAY_RADIUS + 0.04) * away
+        pole = np.array(xy) + FLAG_DISTANCE * away
         yaw = float(math.atan2(away[1], away[0]))
         objects.append(SceneObject(f"{name}_flag", "flag", (*pole, FLAG_HEIGHT / 2),
                                    (FLAG_RADIUS, FLAG_HEIGHT / 2), c, rgba, yaw))
