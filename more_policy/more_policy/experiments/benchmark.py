@@ -155,11 +155,15 @@ def run_gates(cfg: BenchmarkConfig) -> dict:
         report["gates"][gate] = {"target": f"{op} {target}", "per_task": values,
                                  "passed": all(ok.values())}
     report["passed"] = all(g["passed"] for g in report["gates"].values())
+    _write_report(cfg, "gates", report, gates_markdown(report))
+    return report
+
+
+def _write_report(cfg: BenchmarkConfig, name: str, data: dict, markdown: str) -> None:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gates.json").write_text(json.dumps(report, indent=2))
-    (out / "gates.md").write_text(gates_markdown(report))
-    return report
+    (out / f"{name}.json").write_text(json.dumps(data, indent=2))
+    (out / f"{name}.md").write_text(markdown)
 
 
 def gates_markdown(report: dict) -> str:
@@ -203,10 +207,7 @@ def run_table1(cfg: BenchmarkConfig) -> dict:
                          "episodes": len(eps)}
         row["average"] = {"success": result.average, "progress": result.average_progress}
         table["rows"][name] = row
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table1.json").write_text(json.dumps(table, indent=2))
-    (out / "table1.md").write_text(table1_markdown(table))
+    _write_report(cfg, "table1", table, table1_markdown(table))
     return table
 
 
