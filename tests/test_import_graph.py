@@ -15,7 +15,7 @@ PACKAGE = "more_policy"
 
 # First name under more_policy -> layer (higher layers may import lower ones).
 LAYERS = {
-    "__init__": 0, "actions": 0, "plotting": 0,
+    "__init__": 0, "actions": 0, "vision": 0, "plotting": 0,
     "model": 1, "data": 1, "rl": 1,
     "training": 2, "sim": 2, "control": 2, "robot": 2, "baselines": 2, "pretrain": 2,
     "nodes": 3,

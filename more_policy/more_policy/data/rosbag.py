@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -29,6 +28,7 @@ from more_policy.data.ros_messages import (
     image_to_rgb,
 )
 from more_policy.data.writer import EpisodeWriter
+from more_policy.vision import to_model_frame
 
 MORE_MSG_TYPES = ("Go2Command", "PolicyStatus")
 DEFAULT_TOPICS = {"image": IMAGE_TOPIC, "instruction": INSTRUCTION_TOPIC,
@@ -140,8 +140,7 @@ def read_episodes(bag: str | Path, space: ActionSpace, topics: dict[str, str] | 
                 except ImageError as e:
                     raise DatasetError(f"{bag}: {e}") from None
                 if image_size is not None:
-                    frame = cv2.resize(frame, (image_size[1], image_size[0]),
-                                       interpolation=cv2.INTER_AREA)
+                    frame = to_model_frame(frame, image_size)
                 current.frames.append(np.ascontiguousarray(frame))
                 current.commands.append(space.from_go2_command(msg))
                 current.stamps.append(stamp)
