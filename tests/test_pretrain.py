@@ -6,12 +6,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
+from safetensors.torch import load_file
 from transformers import FuyuForCausalLM
 
 from more_policy.model import MoREConfig, MoREPolicy
 from more_policy.pretrain import pretrain_preset
 from more_policy.pretrain.data import SplitSpec, render_split
+from more_policy.pretrain.gates import ridge_probe
 from more_policy.pretrain.model import QAEncoder, build_backbone
 from more_policy.pretrain.questions import ObjectView, questions
 from more_policy.pretrain.train import latest_checkpoint, pretrain
@@ -98,8 +99,8 @@ def test_tiny_pretrain_resumes_exactly_and_loads_as_a_fuyu_checkpoint(tmp_path):
                zip(a.state_dict().values(), fresh.state_dict().values(), strict=True))
     for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json"):
         assert (straight / name).is_file()
-    with safe_open(straight / "model.safetensors", "pt") as f:  # saved in bf16
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    saved = load_file(straight / "model.safetensors")
+    assert {t.dtype for t in saved.values()} == {torch.bfloat16}
 
     # MoRE loads it through the checkpoint-directory path: action tokens, frozen backbone
     policy = MoREPolicy.from_config(MoREConfig(backbone=str(straight), image_size=32,
@@ -113,3 +114,13 @@ def test_tiny_pretrain_resumes_exactly_and_loads_as_a_fuyu_checkpoint(tmp_path):
     assert not any(p.requires_grad for n, p in policy.model.named_parameters() if n in frozen)
     result = policy.act([np.full((48, 64, 3), 120, np.uint8)], ["go to the red ball"])
     assert result.bins.shape == (1, 12) and np.isfinite(result.values).all()
+
+
+def test_ridge_probe_reads_a_linear_signal_and_not_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16))
+    y = x @ rng.normal(size=16)
+    linear = ridge_probe(x[:300], y[:300], x[300:], y[300:])
+    assert linear["r_heldout"] > 0.99
+    noise = ridge_probe(x[:300], rng.normal(size=300), x[300:], rng.normal(size=100))
+    assert abs(noise["r_heldout"]) < 0.3

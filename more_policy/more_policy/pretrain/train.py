@@ -48,7 +48,7 @@ class PretrainConfig:
         default_factory=lambda: SplitSpec("heldout", 30, 4, phrasing="heldout"))
     unseen_split: SplitSpec = field(
         default_factory=lambda: SplitSpec("unseen", 30, 4, colors="unseen"))
-    max_steps: int = 1800
+    max_steps: int = 600
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.01
