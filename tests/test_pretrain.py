@@ -1,5 +1,6 @@
 """`more pretrain`: questions from scenes, exact resume, and the HF directory MoRE loads."""
 
+import math
 import shutil
 from dataclasses import replace
 
@@ -14,8 +15,9 @@ from more_policy.pretrain import pretrain_preset
 from more_policy.pretrain.data import SplitSpec, render_split
 from more_policy.pretrain.gates import ridge_probe
 from more_policy.pretrain.model import QAEncoder, build_backbone
-from more_policy.pretrain.questions import ObjectView, questions
+from more_policy.pretrain.questions import ObjectView, object_views, questions
 from more_policy.pretrain.train import latest_checkpoint, pretrain
+from more_policy.sim.env import make_env
 
 RED_BALL = ObjectView("target", "ball", "red", "", 0.2, 0.5, 2.0, True)
 BLUE_BALL = ObjectView("distractor", "ball", "blue", "", 0.8, 0.5, 3.5, True)
@@ -48,6 +50,26 @@ def test_goal_out_of_view_is_answered_none():
     qa = questions([TUNNEL_BEHIND], TUNNEL_BEHIND, "go through the tunnel")
     assert set(_answers(qa, "goal").values()) == {"none"}
     assert _answers(qa, "caption") == {"list the objects from left to right.": "nothing"}
+
+
+@pytest.mark.sim
+def test_projection_puts_a_faced_object_ahead_and_a_turn_moves_it_across():
+    env = make_env("go_to", seed=0, image_size=(32, 32), render=False)
+    env.reset(seed=11)
+    target = np.array(env.scene.target_object.pos[:2])
+    start = np.array([0.5, 0.0])
+    facing = math.atan2(*(target - start)[::-1])
+
+    def view(yaw):
+        assert env.place_robot(start, yaw) is None
+        views = object_views(env.scene, env.physics.model, env.physics.data)
+        return next(v for v in views if v.name == "target")
+
+    ahead, turned_left = view(facing), view(facing + 0.3)
+    assert ahead.visible and abs(ahead.x - 0.5) < 0.03 and ahead.side == "ahead"
+    assert turned_left.x > 0.6 and turned_left.side == "right"  # turning left: it drifts right
+    assert ahead.distance == pytest.approx(np.linalg.norm(target - start), abs=0.4)
+    assert not view(facing + math.pi).visible  # behind the robot
 
 
 @pytest.mark.sim

@@ -79,6 +79,7 @@ def project(model: mujoco.MjModel, data: mujoco.MjData, point, aspect: float = 1
 def object_views(scene: Scene, model: mujoco.MjModel, data: mujoco.MjData,
                  aspect: float = 1.0) -> list[ObjectView]:
     """The nameable objects (walls and posts are parts of the tunnel and the gate)."""
+    mujoco.mj_camlight(model, data)  # camera poses are not updated by mj_kinematics
     cam = model.camera(go2_mjcf.CAMERA_NAME).id
     views = []
     for obj in scene.objects:

@@ -43,7 +43,7 @@ class PretrainConfig:
     save_dir: str = "artifacts/backbones/sim-fuyu-256"  # the final HF directory
     seed: int = 0
     shape: BackboneShape = field(default_factory=BackboneShape)
-    train_split: SplitSpec = field(default_factory=lambda: SplitSpec("train", 500, 4))
+    train_split: SplitSpec = field(default_factory=lambda: SplitSpec("train", 300, 4))
     heldout_split: SplitSpec = field(
         default_factory=lambda: SplitSpec("heldout", 30, 4, phrasing="heldout"))
     unseen_split: SplitSpec = field(
