@@ -30,6 +30,7 @@ NAMED_KINDS = {"ball": "ball", "box": "box", "cylinder": "cylinder", "letter_box
                "clutter_box": "box", "clutter_cylinder": "cylinder"}
 PRESENCE_THINGS = ("tunnel", "bar", "obstacle", "tray", "letter")
 IN_VIEW = 0.95  # |normalised image coordinate| of an object centre counted as visible
+VERTICAL_SLACK = 1.6  # |normalised row| of a centre whose object still shows in the frame
 AHEAD_HALF_WIDTH = 0.1  # image x in [0.5 - w, 0.5 + w] is 'ahead'
 
 
@@ -86,7 +87,8 @@ def object_views(scene: Scene, model: mujoco.MjModel, data: mujoco.MjData,
         if obj.kind not in NAMED_KINDS:
             continue
         x, y, depth = project(model, data, obj.pos, aspect)
-        visible = depth > 0.3 and max(abs(2 * x - 1), abs(2 * y - 1)) < IN_VIEW
+        # a tall or near object is in view though its centre is above or below the frame
+        visible = depth > 0.3 and abs(2 * x - 1) < IN_VIEW and abs(2 * y - 1) < VERTICAL_SLACK
         distance = float(np.linalg.norm(np.asarray(obj.pos[:2]) - data.cam_xpos[cam][:2]))
         views.append(ObjectView(obj.name, NAMED_KINDS[obj.kind], obj.color, obj.letter,
                                 float(x), float(y), distance, bool(visible)))
