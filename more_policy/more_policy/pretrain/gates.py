@@ -83,6 +83,21 @@ def expert_frames(seed: int, episodes_per_task: int, image_size: int, stride: in
             "goal_x": np.array(goal_x), "episode": np.array(episode)}
 
 
+def cached_expert_frames(path: Path, seed: int, episodes_per_task: int,
+                         image_size: int) -> dict:
+    """:func:`expert_frames`, kept next to the run's data (keyed by its arguments)."""
+    key = json.dumps([seed, episodes_per_task, image_size])
+    if path.exists():
+        with np.load(path) as f:
+            if str(f["key"]) == key:
+                return {"images": f["images"], "instructions": [str(t) for t in f["instructions"]],
+                        "yaw": f["yaw"], "goal_x": f["goal_x"], "episode": f["episode"]}
+    frames = expert_frames(seed, episodes_per_task, image_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, key=np.array(key), **{k: np.asarray(v) for k, v in frames.items()})
+    return frames
+
+
 @torch.no_grad()
 def begin_answer_features(policy: MoREPolicy, images: np.ndarray, instructions: list[str],
                           batch_size: int = 32) -> np.ndarray:
@@ -152,8 +167,10 @@ def measure_gates(backbone_dir: Path, write: bool = False, probe_episodes: tuple
         spec = SplitSpec(**cfg[key])
         split = load_or_render(cache / f"{spec.name}.npz", spec, seed, size, progress=False)
         vqa[spec.name] = vqa_accuracy(model, tokenizer, split, size)
-    train = expert_frames(PROBE_TRAIN_SEED + seed, probe_episodes[0], size)
-    test = expert_frames(PROBE_TEST_SEED + seed, probe_episodes[1], size)
+    train = cached_expert_frames(cache / "probe_train.npz", PROBE_TRAIN_SEED + seed,
+                                 probe_episodes[0], size)
+    test = cached_expert_frames(cache / "probe_test.npz", PROBE_TEST_SEED + seed,
+                                probe_episodes[1], size)
     probes = {"pretrained": probe(str(backbone_dir), size, train, test),
               "random_tiny": probe("tiny", size, train, test)}
     held = vqa["heldout"]
