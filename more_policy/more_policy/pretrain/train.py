@@ -48,7 +48,7 @@ class PretrainConfig:
         default_factory=lambda: SplitSpec("heldout", 30, 4, phrasing="heldout"))
     unseen_split: SplitSpec = field(
         default_factory=lambda: SplitSpec("unseen", 30, 4, colors="unseen"))
-    max_steps: int = 600
+    max_steps: int = 4000
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -58,7 +58,7 @@ class PretrainConfig:
     family_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
-    eval_every: int = 300
+    eval_every: int = 500
     eval_samples: int = 256
     threads: int = 1
     progress: bool = True
