@@ -10,6 +10,7 @@ from more_policy.robot import go2
 from more_policy.sim import go2_mjcf
 from more_policy.sim.env import NOMINAL_HEIGHT, make_env, stance_joint_pos
 from more_policy.sim.physics import Go2Physics, quat_yaw_pitch, yaw_pitch_quat
+from more_policy.vision import D435_COLOR
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 pytestmark = pytest.mark.sim
@@ -30,7 +31,7 @@ def test_model_matches_go2_constants(physics):
     np.testing.assert_allclose(m.actuator_ctrlrange[:, 1], go2.TORQUE_LIMIT)
     robot_mass = m.body_subtreemass[m.body(go2_mjcf.TRUNK_BODY).id]
     assert robot_mass == pytest.approx(go2.TOTAL_MASS, rel=1e-6)
-    assert m.camera(go2_mjcf.CAMERA_NAME).pos[0] == pytest.approx(go2_mjcf.CAMERA_POS[0])
+    assert m.camera(go2_mjcf.CAMERA_NAME).pos[0] == pytest.approx(D435_COLOR.mount_xyz[0])
     for name in ("imu_quat", "imu_gyro", "imu_accel", "FR_foot_force"):
         assert m.sensor(name).id >= 0
 

@@ -132,10 +132,12 @@ def _world(xy, speed=0.0, yaw=0.0, **kw):
 def test_go_to_needs_stopping_inside_the_radius():
     scene = scenes.sample_scene("go_to", np.random.default_rng(0))
     t = np.array(scene.target_object.pos[:2])
+    facing = math.atan2(t[1], t[0])  # on the start->target line, facing the target
+    near, far = t * (1 - 0.7 / np.linalg.norm(t)), t * (1 - 1.2 / np.linalg.norm(t))
     checker = tasks.SuccessChecker(scene)
-    assert checker.update(_world(t - [0.8, 0.0], speed=1.0)) == (False, None)  # passing by
-    assert checker.update(_world(t - [1.2, 0.0])) == (False, None)  # stopped too far
-    assert checker.update(_world(t - [0.8, 0.0]))[0]
+    assert checker.update(_world(near, speed=1.0, yaw=facing)) == (False, None)  # passing by
+    assert checker.update(_world(far, yaw=facing)) == (False, None)  # stopped too far
+    assert checker.update(_world(near, yaw=facing))[0]
     assert checker.update(_world([0.0, 0.0], speed=1.0))[0]  # sticky
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from more_policy.actions import ActionSpace
 from more_policy.data.format import DatasetError
 from more_policy.data.writer import EpisodeWriter
+from more_policy.vision import to_model_frame
 
 GO2_COMMAND = "more_msgs/msg/Go2Command"
 DEFAULT_TOPICS = {"image": "/camera/camera/color/image_raw", "instruction": "/instruction",
@@ -119,8 +120,7 @@ def read_episodes(bag: str | Path, space: ActionSpace, topics: dict[str, str] | 
                     continue
                 frame = image_to_rgb(reader.deserialize(frame_raw, frame_type), frame_type)
                 if image_size is not None:
-                    frame = cv2.resize(frame, (image_size[1], image_size[0]),
-                                       interpolation=cv2.INTER_AREA)
+                    frame = to_model_frame(frame, image_size)
                 current.frames.append(np.ascontiguousarray(frame))
                 current.commands.append(space.from_go2_command(msg))
                 current.stamps.append(stamp)

@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -26,6 +25,7 @@ from more_policy.model.tokenizer import (
     IMAGE_TOKEN,
     build_random_tokenizer,
 )
+from more_policy.vision import to_model_frame
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -46,19 +46,15 @@ class FFNSpec:
 
 
 def resize_images(images: list[np.ndarray], size: int) -> np.ndarray:
-    """List of HxWx3 uint8 images (any size) -> (B, size, size, 3) uint8 (squashed, as QUART)."""
+    """List of HxWx3 uint8 camera or model frames -> (B, size, size, 3) uint8 model frames
+    (:func:`more_policy.vision.to_model_frame`: crop to 4:3, squash, as QUART squashes)."""
     out = np.empty((len(images), size, size, 3), dtype=np.uint8)
     for i, img in enumerate(images):
         img = np.asarray(img)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise BackboneError(f"image {i}: expected an HxWx3 uint8 array, got shape "
                                 f"{img.shape} dtype {img.dtype}")
-        if img.shape[:2] == (size, size):
-            out[i] = img
-        else:
-            shrink = img.shape[0] > size or img.shape[1] > size
-            out[i] = cv2.resize(img, (size, size),
-                                interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        out[i] = to_model_frame(img, size)
     return out
 
 

@@ -44,7 +44,7 @@ PARAMETERS = (
     ParamSpec("network_interface", "lo", "NIC for the Unitree DDS topics (lo: this machine)"),
     ParamSpec("dds_domain_id", 1, "Unitree DDS domain of rt/lowcmd, rt/lowstate"),
     ParamSpec("image_topic", IMAGE_TOPIC, "sensor_msgs/Image front camera topic"),
-    ParamSpec("image_width", 240, "camera image width [px]"),
+    ParamSpec("image_width", 320, "camera image width [px] (the D435 colour stream is 4:3)"),
     ParamSpec("image_height", 240, "camera image height [px]"),
     ParamSpec("camera_rate_hz", 5.0, "camera frame rate [Hz]"),
     ParamSpec("episode_topic", EPISODE_TOPIC, "std_msgs/String episode report (JSON)"),

@@ -26,6 +26,7 @@ from more_policy.actions import ActionSpace, ActionSpaceError
 from more_policy.robot import go2
 from more_policy.sim import go2_mjcf, scenes, tasks
 from more_policy.sim.physics import Go2Physics, quat_yaw_pitch, yaw_pitch_quat
+from more_policy.vision import D435_COLOR, CameraConfig, to_model_frame
 
 MODES = ("command", "physics")
 NOMINAL_HEIGHT = 0.30  # m: trunk height for body_height = 0 in command mode
@@ -39,7 +40,7 @@ FOOT_STANCE_Y = go2.HIP_OFFSET_Y + go2.HIP_TO_THIGH_Y
 
 @dataclass
 class Observation:
-    image: np.ndarray  # (H, W, 3) uint8, the front camera
+    image: np.ndarray  # (H, W, 3) uint8 model frame of the front camera (vision.to_model_frame)
     instruction: str
     task: str
     step: int
@@ -95,7 +96,8 @@ class Go2TaskEnv:
                  image_size: tuple[int, int] = (240, 240),
                  controller: go2.LowLevelController | None = None, colors: str = "seen",
                  phrasing: str = "train", policy_hz: float = 5.0, max_steps: int = 100,
-                 action_space: ActionSpace | None = None, render: bool = True):
+                 action_space: ActionSpace | None = None, render: bool = True,
+                 camera: CameraConfig = D435_COLOR):
         if task not in scenes.TASKS:
             raise scenes.SceneError(f"unknown task {task!r}; choose from {scenes.TASKS}")
         if mode not in MODES:
@@ -117,6 +119,7 @@ class Go2TaskEnv:
         self.policy_dt, self.max_steps = 1.0 / policy_hz, int(max_steps)
         self.action_space = action_space or ActionSpace()
         self.render_observations = render  # False: observations carry an empty image
+        self.camera = camera
         self._seeds = np.random.SeedSequence(seed)
         self.physics: Go2Physics | None = None
         self.scene: scenes.Scene | None = None
@@ -131,7 +134,7 @@ class Go2TaskEnv:
         self.instruction = tasks.make_instruction(self.scene, rng, self.phrasing)
         if self.physics is not None:
             self.physics.close()
-        self.physics = Go2Physics(scenes.load_scene_model(self.scene))
+        self.physics = Go2Physics(scenes.load_scene_model(self.scene, camera=self.camera))
         m = self.physics.model
         robot_root = m.body(go2_mjcf.TRUNK_BODY).id
         floor = m.geom("floor").id
@@ -182,7 +185,7 @@ class Go2TaskEnv:
         self.steps += 1
         terminated = bool(self.action_space.is_terminate(command))
         if terminated and self.mode == "physics" and self._ball is not None:
-            self._settle_ball()
+            self._settle_ball(command)
         world = self.world_state()
         world.terminated = terminated
         world.command_speed = float(np.linalg.norm(command[0:2]))
@@ -301,9 +304,11 @@ class Go2TaskEnv:
             self._ball_held = False
             p.data.eq_active[p.model.equality("ball_holder").id] = 0
 
-    def _settle_ball(self, limit_s: float = 2.0) -> None:
-        """After terminate, stand still until a released ball comes to rest (physics mode)."""
+    def _settle_ball(self, command: np.ndarray, limit_s: float = 2.0) -> None:
+        """After terminate, stand still in the commanded posture (a tilted trunk keeps the ball
+        rolling off) until a released ball comes to rest (physics mode)."""
         stand = self.action_space.default_command()
+        stand[7:9] = command[7:9]  # body height and pitch
         for _ in range(round(limit_s / self.policy_dt)):
             if self._ball_held or self.world_state().ball_landed:
                 return
@@ -343,9 +348,12 @@ class Go2TaskEnv:
         return max(0.0, centre - tasks.GOAL_RADIUS[self.task])
 
     def render(self, height: int | None = None, width: int | None = None) -> np.ndarray:
+        """The model frame (``image_size`` by default): the camera renders at its own aspect,
+        ``image_size[0]`` px tall, and :func:`~more_policy.vision.to_model_frame` does the rest."""
         h, w = (height or self.image_size[0]), (width or self.image_size[1])
         mujoco.mj_camlight(self.physics.model, self.physics.data)
-        return self.physics.render(w, h)
+        render_h, render_w = self.camera.render_size(h)
+        return to_model_frame(self.physics.render(render_w, render_h), (h, w))
 
     def _observation(self) -> Observation:
         image = (self.render() if self.render_observations

@@ -5,7 +5,12 @@ path ending at a *focus point* (the target, or a point beyond the passage) and t
 from it at which to stop. The tracker steers towards a look-ahead point on the path
 (omega = 2 v sin(alpha) / L), ramps the speed down to stop there, and applies each task's
 posture: crouch under the crawl bar, pitch nose-down at the tray to roll the ball off. It
-emits terminate = 1 once stopped at the goal (after the ball drop for unload).
+emits terminate = 1 once stopped at the goal (for unload: once the trunk is tilted past the
+ball holder's release, which the frame shows).
+
+Unlike QUART's expert, the go_avoid expert keeps facing the target and passes the obstacle
+with a sideways step, so the target never leaves the camera image (single-frame policies
+must see what they steer by).
 """
 
 from __future__ import annotations
@@ -17,16 +22,21 @@ import numpy as np
 
 from more_policy.actions import ActionSpace
 from more_policy.sim import env as sim_env
-from more_policy.sim.scenes import Scene
+from more_policy.sim.scenes import OBSTACLE_SIZE, Scene
 from more_policy.sim.tasks import GAITS, Instruction, goal_point
 
 LOOKAHEAD = 0.8  # m (QUART's expert)
 STOP_GAIN = 1.2  # 1/s: commanded speed = gain * distance left near the goal
 CROUCH_HEIGHT = -0.09  # m below nominal: under the bar (top of the robot ~0.27 m)
-CROUCH_WINDOW = (-1.2, 0.7)  # m, robot centre along the gate axis while crouched
+# Crouched from 1.2 m before the gate line to the stop: past the bar only the goal marker is in
+# view, and a frame cannot tell how far behind the bar is (QUART stands up 0.7 m past it).
+CROUCH_FROM = -1.2  # m, robot centre along the gate axis
 CRAWL_SPEED = 0.8  # m/s cap near the gate
 PASSAGE_SPEED = 1.2  # m/s cap in the tunnel and gate tasks (0.4 m clearance)
+LEAD_IN = 0.8  # m: on the passage axis this far before the entry (entries up to 0.8 m off-centre)
 UNLOAD_PITCH = 0.36  # rad nose-down, past the ball's release tilt
+UNLOAD_STILL_SPEED = 0.03  # m/s: standing still enough to tilt for the ball
+AVOID_CLEARANCE = OBSTACLE_SIZE[1] + 0.55  # m: obstacle half width + robot half length + margin
 STOP_DISTANCES = {"go_to": 0.65, "distinguish": 0.8, "go_avoid": 0.65,
                   "unload": sim_env.BALL_DROP_FRONT}
 
@@ -86,7 +96,7 @@ def plan(scene: Scene, start_xy: np.ndarray, target: str | None = None) -> Plan:
         n = np.array([-u[1], u[0]])
         other = scene.distractor()
         side = -1.0 if other is not None and np.dot(np.array(other.pos[:2]) - o, n) > 0 else 1.0
-        clear = obstacle.size[1] + 0.55  # obstacle half width + robot half length + margin
+        clear = AVOID_CLEARANCE
         a = o - 0.5 * u + side * clear * n
         b = o + 0.45 * u + side * clear * n
         return Plan([start, a, b, focus], STOP_DISTANCES[task])
@@ -94,11 +104,11 @@ def plan(scene: Scene, start_xy: np.ndarray, target: str | None = None) -> Plan:
     axis = np.array([math.cos(scene.frame_yaw), math.sin(scene.frame_yaw)])
     entry = np.asarray(scene.frame_pos)
     goal = goal_point(scene)
-    approach = _hermite(start, scene.start_yaw, entry - 0.5 * axis, axis)
+    approach = approach_curve(start, scene.start_yaw, entry - LEAD_IN * axis, axis)
     return Plan([*approach, entry, goal + 0.5 * axis], 0.5, crouch=task == "crawl")
 
 
-def _hermite(p0: np.ndarray, yaw0: float, p1: np.ndarray, tangent1: np.ndarray,
+def approach_curve(p0: np.ndarray, yaw0: float, p1: np.ndarray, tangent1: np.ndarray,
              n: int = 12) -> list[np.ndarray]:
     """A smooth cubic from p0 (heading yaw0) to p1 (heading tangent1), as n points."""
     k = np.linalg.norm(p1 - p0)
@@ -118,9 +128,10 @@ class ScriptedExpert:
         self.plan: Plan | None = None
 
     def reset(self, scene: Scene, instruction: Instruction, start_pose: np.ndarray,
-              target: str | None = None) -> None:
+              target: str | None = None, path: Plan | None = None) -> None:
+        """Plan the episode (or follow ``path``, planned elsewhere) from ``start_pose``."""
         self.scene, self.instruction = scene, instruction
-        self.plan = plan(scene, np.asarray(start_pose[:2]), target)
+        self.plan = path or plan(scene, np.asarray(start_pose[:2]), target)
         self._prev_xy = np.asarray(start_pose[:2], dtype=float)
         self._unload_steps = 0
         self.finished = False
@@ -139,7 +150,7 @@ class ScriptedExpert:
             look = p.path[-1]
         alpha = math.remainder(math.atan2(look[1] - xy[1], look[0] - xy[0]) - yaw, math.tau)
         v = float(np.clip(STOP_GAIN * left, 0.0, self.instruction.speed))
-        if left < 0.04:
+        if left < (0.08 if p.unload else 0.04):
             v = 0.0
         v *= max(0.15, math.cos(alpha)) ** 2  # slow down to turn; on the spot when far off
         if p.crouch or self.scene.task == "go_through":
@@ -149,26 +160,44 @@ class ScriptedExpert:
         if p.crouch:
             u = float(np.dot(xy - np.asarray(self.scene.frame_pos),
                              [math.cos(self.scene.frame_yaw), math.sin(self.scene.frame_yaw)]))
-            if CROUCH_WINDOW[0] <= u <= CROUCH_WINDOW[1]:
+            if u >= CROUCH_FROM:
                 height, v = CROUCH_HEIGHT, min(v, CRAWL_SPEED)
         omega = 2.0 * max(v, 0.4) * math.sin(alpha) / self.lookahead
+        vy = 0.0
+        if self.scene.task == "go_avoid":  # face the target, walk the path sideways
+            v, vy, omega = self._sidestep(xy, yaw, look, left)
         face_focus = p.unload or self.scene.task == "distinguish"
         if left < 0.08:  # at the goal: face the focus point (target box, tray) or hold
             focus = p.path[-1]
             alpha = math.remainder(math.atan2(focus[1] - xy[1], focus[0] - xy[0]) - yaw,
                                    math.tau)
             omega = 2.0 * alpha if face_focus else 0.0
-        cmd[0], cmd[2], cmd[7] = v, omega, height
-        at_goal = left < 0.08 and speed < 0.08
+        cmd[0], cmd[1], cmd[2], cmd[7] = v, vy, omega, height
+        # unload tilts only once the robot stands still: a tilt while still stepping rolls
+        # the ball off the side of the trunk (physics mode, pronk gait)
+        at_goal = left < 0.08 and speed < (UNLOAD_STILL_SPEED if p.unload else 0.08)
         if p.unload and (at_goal and abs(alpha) < 0.1 or self._unload_steps > 0):
             cmd[0], cmd[2] = 0.0, 0.0
             cmd[8] = UNLOAD_PITCH
             self._unload_steps += 1
-            self.finished = self._unload_steps > 3
+            self.finished = float(pose[4]) >= sim_env.BALL_RELEASE_PITCH
         elif not p.unload:
             self.finished = at_goal and (not face_focus or abs(alpha) < 0.05)
         cmd[11] = 1.0 if self.finished else 0.0
         return self.space.clip(cmd)
+
+    def _sidestep(self, xy: np.ndarray, yaw: float, look: np.ndarray, left: float
+                  ) -> tuple[float, float, float]:
+        """(vel_x, vel_y, yaw_rate) moving towards ``look`` while turning to the target."""
+        focus = self.plan.path[-1]
+        facing = math.remainder(math.atan2(focus[1] - xy[1], focus[0] - xy[0]) - yaw, math.tau)
+        travel = math.remainder(math.atan2(look[1] - xy[1], look[0] - xy[0]) - yaw, math.tau)
+        speed = float(np.clip(STOP_GAIN * left, 0.0, self.instruction.speed))
+        if left < 0.04:
+            speed = 0.0
+        vx, vy = speed * max(math.cos(travel), 0.0), speed * math.sin(travel)
+        scale = min(1.0, self.space.high[1] / max(abs(vy), 1e-9))  # lateral speed limit
+        return vx * scale, vy * scale, 2.0 * facing
 
     def base_command(self) -> np.ndarray:
         """Standing command with the instruction's gait."""

@@ -139,7 +139,8 @@ def run_episode(task: str, seed: int, quality: str = "expert", *, mode: str = "c
             "steps": len(commands), "failure": info.get("failure"),
             "perturbation": getattr(policy, "kind", None),
             "scene": {"objects": [asdict(o) for o in env.scene.objects],
-                      "frame_pos": list(env.scene.frame_pos), "frame_yaw": env.scene.frame_yaw}}
+                      "frame_pos": list(env.scene.frame_pos), "frame_yaw": env.scene.frame_yaw,
+                      "goal_beyond": env.scene.goal_beyond}}
     return EpisodeRecord(np.stack(frames), np.stack(commands), env.instruction.text, task,
                          bool(env.success), _jsonable(meta))
 

@@ -18,16 +18,13 @@ import math
 import numpy as np
 
 from more_policy.robot import go2
+from more_policy.vision import D435_COLOR, CameraConfig
 
 PHYSICS_DT = 0.005  # s; walk-these-ways' simulation step (its policy runs every 4 steps)
 CAMERA_NAME = "front_camera"
 IMU_SITE = "imu"
 TRUNK_BODY = "trunk"
 FOOT_GEOMS = tuple(f"{leg}_foot" for leg in go2.LEGS)
-# D435 on the Go2 head: 0.30 m ahead of the trunk centre, 5 cm up, tilted 10 deg down.
-CAMERA_POS = (0.30, 0.0, 0.05)
-CAMERA_PITCH_DOWN = math.radians(10.0)
-CAMERA_FOVY = 58.0  # deg, vertical field of view of the D435 colour stream at 4:3
 THIGH_RADIUS, CALF_RADIUS = 0.022, 0.013
 # Body geoms collide with the world (bit 1); they never collide with each other.
 ROBOT_CONTYPE, ROBOT_CONAFFINITY = 2, 1
@@ -82,10 +79,11 @@ def leg_xml(leg_index: int) -> str:
     </body>"""
 
 
-def robot_body_xml(base_height: float) -> str:
+def robot_body_xml(base_height: float, camera: CameraConfig = D435_COLOR) -> str:
     """The trunk body with its free joint, head, camera, IMU site and the four legs."""
     half = np.array(go2.TRUNK_SIZE) / 2
-    cam = math.cos(CAMERA_PITCH_DOWN), math.sin(CAMERA_PITCH_DOWN)
+    pitch = math.radians(camera.pitch_down_deg)
+    cam, cam_pos = (math.cos(pitch), math.sin(pitch)), camera.mount_xyz
     geom = f'contype="{ROBOT_CONTYPE}" conaffinity="{ROBOT_CONAFFINITY}"'
     legs = "".join(leg_xml(i) for i in range(len(go2.LEGS)))
     return f"""
@@ -96,11 +94,11 @@ def robot_body_xml(base_height: float) -> str:
     <geom name="trunk" type="box" size="{_fmt(half)}" material="robot_grey" {geom}/>
     <geom name="head" type="box" pos="0.245 0 0.015" size="0.055 0.045 0.04"
           material="robot_dark" mass="0" {geom}/>
-    <geom name="camera_housing" type="box" pos="{CAMERA_POS[0] - 0.012} 0 {CAMERA_POS[2]}"
+    <geom name="camera_housing" type="box" pos="{cam_pos[0] - 0.012} 0 {cam_pos[2]}"
           size="0.0125 0.045 0.0125" rgba="0.1 0.1 0.1 1" mass="0" contype="0"
           conaffinity="0"/>
     <site name="{IMU_SITE}" pos="0 0 0" size="0.01" rgba="0 0 0 0"/>
-    <camera name="{CAMERA_NAME}" pos="{_fmt(CAMERA_POS)}" fovy="{CAMERA_FOVY}"
+    <camera name="{CAMERA_NAME}" pos="{_fmt(cam_pos)}" fovy="{camera.vfov_deg}"
             xyaxes="0 -1 0 {cam[1]:.6f} 0 {cam[0]:.6f}"/>{legs}
   </body>"""
 
@@ -140,8 +138,9 @@ def default_base_height() -> float:
 
 def build_mjcf(worldbody: str = "", assets: str = "", name: str = "go2",
                base_height: float | None = None, timestep: float = PHYSICS_DT,
-               extra: str = "") -> str:
-    """A complete MJCF: options, floor, lights, the Go2, and extra scene XML.
+               extra: str = "", camera: CameraConfig = D435_COLOR) -> str:
+    """A complete MJCF: options, floor, lights, the Go2 (its head camera from ``camera``), and
+    extra scene XML.
 
     ``worldbody`` and ``assets`` are XML fragments added to the scene (task objects);
     ``extra`` holds further top-level sections (e.g. <equality>).
@@ -171,7 +170,7 @@ def build_mjcf(worldbody: str = "", assets: str = "", name: str = "go2",
   </asset>
   <worldbody>
     <geom name="floor" type="plane" size="30 30 0.1" material="floor" contype="1"
-          conaffinity="3"/>{robot_body_xml(height)}
+          conaffinity="3"/>{robot_body_xml(height, camera)}
 {worldbody}
   </worldbody>{extra}
   <actuator>

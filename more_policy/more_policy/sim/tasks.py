@@ -2,7 +2,8 @@
 
 Instructions are task text + an optional speed word + "with a {gait} gait" (QUARD style).
 Navigation tasks succeed when the robot stops (speed < 0.1 m/s) or terminates inside the goal
-region (QUART's radii); unload when the ball comes to rest within 0.10 m of the right tray.
+region (QUART's radii; go_to / go_avoid tighter, see GO_TO_RADIUS); unload when the ball
+comes to rest within 0.10 m of the right tray.
 ``phrasing='train'`` draws from the templates the data uses; ``'heldout'`` from phrasings no
 training episode contains (language generalisation tests). Success is sticky: once a checker
 reports success it stays true for the episode.
@@ -48,10 +49,13 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
                "heldout": ("drop the ball into the {color} tray",
                            "deliver the ball to the {color} tray")},
 }
-GO_TO_RADIUS = 1.0  # m, QUART's go-to success distance
+# go_to / go_avoid: QUART's check (stopped within 1.0 m) contains the centre line of its
+# layout, so a blind straight walk passes. Here the robot must stop within 0.8 m of the target,
+# closer to it than to the distractor, and facing it (like QUART's distinguish check).
+GO_TO_RADIUS = 0.8  # m
+GO_TO_BEARING = math.radians(20.0)  # the target within this of the heading when stopped
 DISTINGUISH_RADIUS, DISTINGUISH_DY, DISTINGUISH_BEARING = 1.2, 0.2, math.radians(5.0)
-PASS_GOAL_RADIUS = 0.5  # m around the point beyond the tunnel / gate
-TUNNEL_GOAL, GATE_GOAL = 1.0, 1.5  # m beyond the tunnel exit / the gate
+PASS_GOAL_RADIUS = 0.5  # m around the stop point beyond the tunnel / gate (scene.goal_beyond)
 TRAY_MARGIN = 0.10  # m: the ball must land within this of the right tray's rim
 # Navigation success needs the robot to stop (or terminate) at the goal: passing by at speed
 # does not count (a random walker would otherwise brush past a target 0.75 m off its path).
@@ -117,7 +121,7 @@ def to_frame(scene: Scene, xy: np.ndarray) -> np.ndarray:
 def goal_point(scene: Scene) -> np.ndarray:
     """Where the robot must end up for the passage tasks (world xy)."""
     c, s = math.cos(scene.frame_yaw), math.sin(scene.frame_yaw)
-    u = TUNNEL_LENGTH + TUNNEL_GOAL if scene.task == "go_through" else GATE_GOAL
+    u = (TUNNEL_LENGTH if scene.task == "go_through" else 0.0) + scene.goal_beyond
     return np.asarray(scene.frame_pos) + u * np.array([c, s])
 
 
@@ -150,7 +154,13 @@ class SuccessChecker:
         task, target = self.scene.task, self.scene.target_object
         xy = world.base_xy
         if task in ("go_to", "go_avoid"):
-            if world.settled and np.linalg.norm(xy - np.array(target.pos[:2])) < GO_TO_RADIUS:
+            d = np.array(target.pos[:2]) - xy
+            bearing = abs(math.remainder(math.atan2(d[1], d[0]) - world.yaw, math.tau))
+            other = self.scene.distractor()
+            closer = other is None or np.linalg.norm(d) < np.linalg.norm(
+                np.array(other.pos[:2]) - xy)
+            if world.settled and np.linalg.norm(d) < GO_TO_RADIUS and closer and (
+                    bearing < GO_TO_BEARING):
                 self.success = True
         elif task == "distinguish":
             d = np.array(target.pos[:2]) - xy
