@@ -7,6 +7,7 @@ resumed run sees exactly the samples an uninterrupted one would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,7 +15,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from more_policy import vision
+from more_policy.pretrain import questions as questions_module
 from more_policy.pretrain.questions import FAMILIES, object_views, questions
+from more_policy.sim import scenes, tasks
 from more_policy.sim.env import make_env
 from more_policy.sim.scenes import TASKS, SceneError
 from more_policy.sim.tasks import TEMPLATES
@@ -120,7 +124,8 @@ def render_split(spec: SplitSpec, seed: int, image_size: int,
 def load_or_render(cache: Path, spec: SplitSpec, seed: int, image_size: int,
                    progress: bool = True) -> QASplit:
     """The cached split if it was rendered with the same spec, seed and size; else render it."""
-    key = json.dumps({"spec": asdict(spec), "seed": seed, "image_size": image_size})
+    key = json.dumps({"spec": asdict(spec), "seed": seed, "image_size": image_size,
+                      "code": generator_hash()})
     marker = cache.with_suffix(".json")
     if cache.exists() and marker.exists() and marker.read_text() == key:
         return QASplit.load(cache)
@@ -128,6 +133,15 @@ def load_or_render(cache: Path, spec: SplitSpec, seed: int, image_size: int,
     split.save(cache)
     marker.write_text(key)
     return split
+
+
+def generator_hash() -> str:
+    """Digest of the code that decides what a split contains (a stale cache must not survive a
+    change of scenes, camera or questions)."""
+    digest = hashlib.sha1()
+    for module in (questions_module, scenes, tasks, vision):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def instruction_corpus() -> list[str]:

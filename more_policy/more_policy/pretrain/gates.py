@@ -18,7 +18,7 @@ import torch
 
 from more_policy.model import MoREConfig, MoREPolicy
 from more_policy.model.backbones import FuyuBackbone
-from more_policy.pretrain.data import QASplit, SplitSpec, load_or_render
+from more_policy.pretrain.data import QASplit, SplitSpec, generator_hash, load_or_render
 from more_policy.pretrain.model import QAEncoder, answer_logits, exact_match
 from more_policy.pretrain.questions import FAMILIES, object_views
 from more_policy.sim.env import make_env
@@ -86,7 +86,7 @@ def expert_frames(seed: int, episodes_per_task: int, image_size: int, stride: in
 def cached_expert_frames(path: Path, seed: int, episodes_per_task: int,
                          image_size: int) -> dict:
     """:func:`expert_frames`, kept next to the run's data (keyed by its arguments)."""
-    key = json.dumps([seed, episodes_per_task, image_size])
+    key = json.dumps([seed, episodes_per_task, image_size, generator_hash()])
     if path.exists():
         with np.load(path) as f:
             if str(f["key"]) == key:

@@ -17,6 +17,7 @@ import numpy as np
 
 from more_policy.sim import go2_mjcf
 from more_policy.sim.scenes import COLOR_SETS, LETTERS, NEUTRALS, SHAPES, Scene
+from more_policy.vision import CAMERA_ASPECT
 
 FAMILIES = ("colour", "shape", "letter", "side", "distance", "presence", "caption", "goal")
 SIDES = ("left", "ahead", "right")
@@ -27,8 +28,9 @@ GOAL_QUESTIONS = ("where is the goal of: {instruction}?",
 GOAL_COLUMNS = 10  # the 'goal' family answers the image tenth (0 = left edge) of the goal
 NAMED_KINDS = {"ball": "ball", "box": "box", "cylinder": "cylinder", "letter_box": "box",
                "obstacle": "obstacle", "roof": "tunnel", "bar": "bar", "tray": "tray",
-               "clutter_box": "box", "clutter_cylinder": "cylinder"}
-PRESENCE_THINGS = ("tunnel", "bar", "obstacle", "tray", "letter")
+               "marker": "marker", "flag": "flag", "clutter_box": "box",
+               "clutter_cylinder": "cylinder"}
+PRESENCE_THINGS = ("tunnel", "bar", "marker", "obstacle", "tray", "letter")
 IN_VIEW = 0.95  # |normalised image coordinate| of an object centre counted as visible
 VERTICAL_SLACK = 1.6  # |normalised row| of a centre whose object still shows in the frame
 AHEAD_HALF_WIDTH = 0.1  # image x in [0.5 - w, 0.5 + w] is 'ahead'
@@ -64,8 +66,10 @@ class ObjectView:
         return DISTANCES[int(np.searchsorted([1.5, 3.0], self.distance))]
 
 
-def project(model: mujoco.MjModel, data: mujoco.MjData, point, aspect: float = 1.0):
-    """World point -> (x, y, depth) in the front camera: x, y in [0, 1] when in view."""
+def project(model: mujoco.MjModel, data: mujoco.MjData, point,
+            aspect: float = CAMERA_ASPECT):
+    """World point -> (x, y, depth) in the model frame (the camera's whole 4:3 view squashed
+    square, :func:`more_policy.vision.to_model_frame`): x, y in [0, 1] when in view."""
     cam = model.camera(go2_mjcf.CAMERA_NAME).id
     rel = data.cam_xmat[cam].reshape(3, 3).T @ (np.asarray(point, float) - data.cam_xpos[cam])
     depth = -rel[2]  # MuJoCo cameras look along -z
@@ -78,7 +82,7 @@ def project(model: mujoco.MjModel, data: mujoco.MjData, point, aspect: float = 1
 
 
 def object_views(scene: Scene, model: mujoco.MjModel, data: mujoco.MjData,
-                 aspect: float = 1.0) -> list[ObjectView]:
+                 aspect: float = CAMERA_ASPECT) -> list[ObjectView]:
     """The nameable objects (walls and posts are parts of the tunnel and the gate)."""
     mujoco.mj_camlight(model, data)  # camera poses are not updated by mj_kinematics
     cam = model.camera(go2_mjcf.CAMERA_NAME).id
