@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "more_policy.sim.cli",
     "more_policy.control.cli",
     "more_policy.nodes.cli",
+    "more_policy.pretrain.cli",
     "more_policy.experiments.cli",
     "more_policy.experiments.benchmark",
     "more_policy.demo",

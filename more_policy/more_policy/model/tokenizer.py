@@ -43,9 +43,11 @@ def action_token(bin_index: int) -> str:
     return f"<action_{bin_index}>"
 
 
-def build_random_tokenizer(base_vocab_size: int, num_bins: int = 256) -> PreTrainedTokenizerFast:
+def build_random_tokenizer(base_vocab_size: int, num_bins: int = 256,
+                           corpus: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
     """A BPE tokenizer whose ids [0, base_vocab_size) are text and specials, then ``num_bins``
-    action tokens (none with ``num_bins=0``: a stand-in for a pretrained checkpoint's)."""
+    action tokens (none with ``num_bins=0``: a stand-in for a pretrained checkpoint's).
+    ``corpus`` adds training text (pretraining's questions) to the built-in instructions."""
     tok = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
     # SentencePiece-style word boundaries, like Fuyu's tokenizer.
     tok.normalizer = normalizers.Sequence([normalizers.Replace(" ", WORD_BOUNDARY),
@@ -59,7 +61,8 @@ def build_random_tokenizer(base_vocab_size: int, num_bins: int = 256) -> PreTrai
     budget = min(base_vocab_size, 1024)
     trainer = trainers.BpeTrainer(vocab_size=budget, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=alphabet, show_progress=False)
-    tok.train_from_iterator([c.format("go to the ball") for c in _CORPUS] * 2, trainer)
+    tok.train_from_iterator([c.format("go to the ball") for c in _CORPUS] * 2 + list(corpus),
+                            trainer)
 
     # Pad the BPE vocabulary with unused entries up to the backbone's vocabulary size.
     data = json.loads(tok.to_str())

@@ -212,6 +212,15 @@ class Go2TaskEnv:
         self._update_ball_kinematic()
         return touched
 
+    def place_robot(self, xy, yaw: float) -> str | None:
+        """Teleport the standing robot (command mode; for still frames at arbitrary poses);
+        the name of an object it now touches, if any."""
+        if self.mode != "command" or self.physics is None:
+            raise RuntimeError("place_robot needs a reset command-mode env")
+        self._xy, self._yaw = np.asarray(xy, dtype=float).copy(), float(yaw)
+        self._pose_robot()
+        return self._touched_object()
+
     def _pose_robot(self) -> None:
         """Write the command-mode pose into MuJoCo (kinematics only)."""
         p, m, d = self.physics, self.physics.model, self.physics.data

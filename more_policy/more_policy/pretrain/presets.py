@@ -1,0 +1,37 @@
+"""Named pretraining configurations: the committed backbone and a CI-seconds one."""
+
+from __future__ import annotations
+
+from more_policy.pretrain.data import SplitSpec
+from more_policy.pretrain.model import BackboneShape
+from more_policy.pretrain.train import PretrainConfig
+
+
+def sim_fuyu() -> PretrainConfig:
+    """artifacts/backbones/sim-fuyu-256 (hidden 256, 4 layers, 96 px, patch 16; 3.9 M
+    parameters, 7.6 MB in bf16), 4000 steps of batch 16 on 7200 frames. Measured on the shared
+    2-core machine (load 11-20): 2-7 s/step; a 600-step run took 27 min and was not enough
+    (artifacts/results/pretrain-sim-fuyu-256-600: VQA at the answer priors)."""
+    return PretrainConfig()
+
+
+def tiny() -> PretrainConfig:
+    """Seconds-sized: proves pretrain -> save -> MoRE -> act, learns nothing useful."""
+    return PretrainConfig(
+        name="sim-fuyu-tiny", out_dir="outputs/pretrain/sim-fuyu-tiny",
+        save_dir="outputs/pretrain/sim-fuyu-tiny/backbone",
+        shape=BackboneShape(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                            vocab_size=512, patch_size=16, image_size=32),
+        train_split=SplitSpec("train", 1, 2), heldout_split=SplitSpec("heldout", 1, 1),
+        unseen_split=SplitSpec("unseen", 1, 1, colors="unseen"),
+        max_steps=3, batch_size=4, checkpoint_every=2, eval_every=3, eval_samples=8,
+        progress=False)
+
+
+PRESETS = {"sim-fuyu-256": sim_fuyu, "tiny": tiny}
+
+
+def pretrain_preset(name: str) -> PretrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown pretraining preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name]()
