@@ -53,7 +53,7 @@ def resize_images(images: list[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
-def _seeded_build(model_cls: type[PreTrainedModel], config, seed: int, dtype: torch.dtype,
+def seeded_build(model_cls: type[PreTrainedModel], config, seed: int, dtype: torch.dtype,
                   device: str = "cpu") -> PreTrainedModel:
     """Random weights that depend only on (config, seed, device): rebuilt identically later.
 
@@ -71,7 +71,7 @@ def _quantized_from_random(model_cls, config, seed: int, dtype: torch.dtype,
     """bitsandbytes quantizes while loading, so a random backbone goes through a temp dir."""
     from transformers.utils import logging as hf_logging
 
-    model = _seeded_build(model_cls, config, seed, dtype, build_device)
+    model = seeded_build(model_cls, config, seed, dtype, build_device)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a temp-dir round trip, not a load worth reporting
     try:
@@ -108,7 +108,7 @@ class BackboneAdapter:
         config = self.random_config(name)
         build_device = device if name == "full" else "cpu"
         if quantization_config is None:
-            model = _seeded_build(self.model_class(), config, seed, TORCH_DTYPES[dtype],
+            model = seeded_build(self.model_class(), config, seed, TORCH_DTYPES[dtype],
                                   build_device).to(device)
         else:
             model = _quantized_from_random(self.model_class(), config, seed, TORCH_DTYPES[dtype],

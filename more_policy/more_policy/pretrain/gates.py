@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from more_policy.model import MoREConfig, MoREPolicy
-from more_policy.model.backbones import FuyuBackbone
+from more_policy.model.fuyu import FuyuBackbone
 from more_policy.pretrain.data import QASplit, SplitSpec, generator_hash, load_or_render
 from more_policy.pretrain.model import QAEncoder, answer_logits, exact_match
 from more_policy.pretrain.questions import FAMILIES, object_views

@@ -13,12 +13,8 @@ from pathlib import Path
 import torch
 from transformers import FuyuConfig, FuyuForCausalLM, PreTrainedTokenizerFast
 
-from more_policy.model.backbones import (
-    FuyuBackbone,
-    _seeded_build,
-    begin_answer_id,
-    resize_images,
-)
+from more_policy.model.backbones import begin_answer_id, resize_images, seeded_build
+from more_policy.model.fuyu import FuyuBackbone
 from more_policy.model.processor import make_fuyu_processor
 from more_policy.model.tokenizer import build_random_tokenizer
 from more_policy.pretrain.data import instruction_corpus
@@ -60,7 +56,7 @@ class BackboneShape:
 def build_backbone(shape: BackboneShape, seed: int) -> tuple[FuyuForCausalLM,
                                                              PreTrainedTokenizerFast]:
     """Random weights from ``seed`` and a tokenizer trained on the question vocabulary."""
-    model = _seeded_build(FuyuForCausalLM, shape.fuyu_config(), seed, torch.float32)
+    model = seeded_build(FuyuForCausalLM, shape.fuyu_config(), seed, torch.float32)
     tokenizer = build_random_tokenizer(shape.vocab_size, num_bins=0,
                                        corpus=tuple(corpus() + instruction_corpus()))
     return model.train(), tokenizer

@@ -29,7 +29,7 @@ from more_policy.pretrain.model import (
     exact_match,
     save_backbone,
 )
-from more_policy.train import lr_at
+from more_policy.training.loop import lr_at
 
 CHECKPOINTS = "checkpoints"
 DEFAULT_WEIGHTS = {"colour": 1.0, "shape": 0.5, "letter": 2.0, "side": 1.5, "distance": 0.5,
