@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "more_policy.control.cli",
     "more_policy.nodes.cli",
     "more_policy.experiments.cli",
+    "more_policy.baselines.cli",
     "more_policy.demo",
 )
 

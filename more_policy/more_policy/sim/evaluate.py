@@ -71,19 +71,24 @@ class RandomPolicy:
 
 
 class CheckpointPolicy:
-    """A MoRE model (a checkpoint directory, or random-<size> for an untrained one): images +
-    instructions in, (B, 12) SI commands out."""
+    """A MoRE model (a checkpoint directory, or random-<size> for an untrained one) or a CNN
+    baseline directory (told apart by its config file): images + instructions in, (B, 12) SI
+    commands out."""
 
     needs_images = True
 
     def __init__(self, spec: str | Path, quantization: str | None = None, seed: int = 0):
+        from more_policy.baselines.cnn import CNNPolicy, is_cnn_checkpoint
         from more_policy.model.checkpoint import RANDOM_CHECKPOINT_PREFIX, load_model
 
         spec = str(spec)
         if not spec.startswith(RANDOM_CHECKPOINT_PREFIX) and not Path(spec).is_dir():
             raise FileNotFoundError(f"checkpoint directory {spec} does not exist")
         self.name = Path(spec).name
-        self.model = load_model(spec, quantization, seed=seed)
+        if is_cnn_checkpoint(spec):
+            self.model = CNNPolicy.from_pretrained(spec)
+        else:
+            self.model = load_model(spec, quantization, seed=seed)
         self.model.eval()
 
     def reset(self, slot: int, env: Go2TaskEnv, seed: int) -> None:
@@ -95,7 +100,8 @@ class CheckpointPolicy:
 
 
 def load_policy(spec: str, quantization: str | None = None):
-    """'expert', 'random', a checkpoint directory or random-<size> (an untrained MoRE)."""
+    """'expert', 'random', a MoRE or CNN-baseline checkpoint directory or random-<size> (an
+    untrained MoRE)."""
     if spec == "expert":
         return ExpertPolicy()
     if spec == "random":

@@ -1,0 +1,1 @@
+"""Non-VLA policies for Table I (blind, perception oracle, CNN behaviour cloning)."""
