@@ -44,7 +44,7 @@ class CNNConfig:
     """Architecture and input format of the baseline (saved with the checkpoint)."""
 
     image_size: int = 96  # frames are resized (INTER_AREA) to image_size x image_size
-    channels: tuple[int, ...] = (32, 48, 64, 96)  # one stride-2 conv block each
+    channels: tuple[int, ...] = (24, 32, 48, 64)  # one stride-2 conv block each
     word_dim: int = 64  # bag-of-words instruction embedding
     hidden_dim: int = 256
     dropout: float = 0.1
