@@ -1,6 +1,7 @@
 """The CNN behaviour-cloning baseline: save/load/act round trip, training, CLI, eval hook."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,3 +174,29 @@ def test_eval_loads_a_cnn_directory(tmp_path):
     assert isinstance(policy.model, CNNPolicy) and policy.name == "cnn"
     result = evaluate(policy, "go_to", episodes=1, max_steps=3, progress=False)
     assert result.episodes[0].error is None and result.episodes[0].steps >= 1
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "artifacts" / "baselines" / "cnn"
+RESULTS = COMMITTED.parents[1] / "results" / "benchmark" / "cnn" / "results.json"
+
+
+@pytest.mark.sim
+def test_committed_checkpoint_loads_acts_and_matches_its_claims():
+    from more_policy.sim.env import make_env
+
+    size_mb = sum(p.stat().st_size for p in COMMITTED.iterdir()) / 2**20
+    assert size_mb < 5
+    meta = json.loads((COMMITTED / CONFIG_FILE).read_text())["training"]
+    assert meta["cpu_minutes"] <= 30  # the issue's training budget: one core, 30 min
+    results = json.loads(RESULTS.read_text())
+    assert results["seed"] == 10_000 and results["episodes_per_task"] >= 16
+    assert results["average"] == pytest.approx(np.mean(list(results["success_rate"].values())))
+    model = CNNPolicy.from_pretrained(COMMITTED)
+    env = make_env("go_to", seed=10_000)
+    try:
+        obs = env.reset()
+        act = model.act([obs.image], [obs.instruction])
+    finally:
+        env.close()
+    assert act.values.shape == (1, 12) and np.isfinite(act.values).all()
+    assert act.values[0, 0] > 0.1 and act.values[0, TERMINATE_INDEX] == 0  # walks off, no stop
