@@ -43,7 +43,7 @@ CONTINUOUS = [i for i in range(NUM_DIMS) if i != TERMINATE_INDEX]
 class CNNConfig:
     """Architecture and input format of the baseline (saved with the checkpoint)."""
 
-    image_size: int = 96  # frames are resized (INTER_AREA) to image_size x image_size
+    image_size: int = 64  # frames are resized (INTER_AREA) to image_size x image_size
     channels: tuple[int, ...] = (24, 32, 48, 64)  # one stride-2 conv block each
     word_dim: int = 64  # bag-of-words instruction embedding
     hidden_dim: int = 256

@@ -1,9 +1,9 @@
 """Behaviour cloning of the CNN baseline on expert episodes.
 
-    more baseline train --data data/expert --out artifacts/baselines/cnn --steps 6000
+    more baseline train --data data/expert --out artifacts/baselines/cnn   # the committed run
 
 The successful episodes are decoded once into memory at the model's input size (30k frames at
-96 px are ~0.8 GB), a few episodes are held out for a validation loss, and the loop samples
+64 px are ~0.4 GB), a few episodes are held out for a validation loss, and the loop samples
 seeded random minibatches with a small random-shift augmentation (a few pixels; colours are
 left alone because the instruction names them). Loss: smooth-L1 on the scaled continuous
 dimensions + binary cross-entropy on terminate. Every ``save_every`` steps the checkpoint and
@@ -36,9 +36,9 @@ class CNNTrainConfig:
 
     data: tuple[str, ...] = ()  # episode dataset directories (successful episodes are used)
     out: str = "outputs/baselines/cnn"
-    steps: int = 6000
+    steps: int = 2800
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 1.5e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 200
     terminate_weight: float = 1.0  # BCE weight relative to the regression loss
