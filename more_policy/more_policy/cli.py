@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "more_policy.pretrain.cli",
     "more_policy.experiments.cli",
     "more_policy.experiments.benchmark",
+    "more_policy.baselines.cli",
     "more_policy.demo",
 )
 

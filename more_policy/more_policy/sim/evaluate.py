@@ -73,19 +73,24 @@ class RandomPolicy:
 
 
 class CheckpointPolicy:
-    """A MoRE model (a checkpoint directory, or random-<size> for an untrained one): images +
-    instructions in, (B, 12) SI commands out."""
+    """A MoRE model (a checkpoint directory, or random-<size> for an untrained one) or a CNN
+    baseline directory (told apart by its config file): images + instructions in, (B, 12) SI
+    commands out."""
 
     needs_images = True
 
     def __init__(self, spec: str | Path, quantization: str | None = None, seed: int = 0):
+        from more_policy.baselines.cnn import CNNPolicy, is_cnn_checkpoint
         from more_policy.model.loading import RANDOM_CHECKPOINT_PREFIX, load_policy
 
         spec = str(spec)
         if not spec.startswith(RANDOM_CHECKPOINT_PREFIX) and not Path(spec).is_dir():
             raise FileNotFoundError(f"checkpoint directory {spec} does not exist")
         self.name = Path(spec).name
-        self.model = load_policy(spec, quantization, seed=seed)
+        if is_cnn_checkpoint(spec):
+            self.model = CNNPolicy.from_pretrained(spec)
+        else:
+            self.model = load_policy(spec, quantization, seed=seed)
         self.model.eval()
 
     def reset(self, slot: int, env: Go2TaskEnv, seed: int) -> None:
@@ -97,8 +102,8 @@ class CheckpointPolicy:
 
 
 def make_eval_policy(spec: str, quantization: str | None = None):
-    """The evaluation policy a spec names: 'expert', 'random', a MoRE checkpoint directory
-    or random-<size> (an untrained MoRE; see model/loading.py)."""
+    """The evaluation policy a spec names: 'expert', 'random', a MoRE or CNN-baseline
+    checkpoint directory or random-<size> (an untrained MoRE; see model/loading.py)."""
     if spec == "expert":
         return ExpertPolicy()
     if spec == "random":
