@@ -149,11 +149,11 @@ class MixLoRAFFN(nn.Module):
 
     def _lora_into(self, base: torch.Tensor, x: torch.Tensor, a: torch.Tensor,
                    b: torch.Tensor) -> torch.Tensor:
-        """``base + scale * x A B`` for one expert, the frozen projection ``base`` (P_k, d_out)
-        updated in place when it is a fresh gathered copy in the adapters' precision."""
+        """``base + scale * x A B`` for one expert: the frozen projection ``base`` (P_k, d_out)
+        fused into the last matmul (out of place: autocast casts addmm's inputs, not addmm_'s)."""
         mid = (x @ a) * self.scaling  # (P_k, r)
         if base.dtype == mid.dtype:
-            return base.addmm_(mid, b)
+            return torch.addmm(base, mid, b)
         return base + (mid @ b).to(base.dtype)  # e.g. a bf16 backbone
 
     def _gathered_lora(self, xs: torch.Tensor, pair_expert: torch.Tensor, a: torch.Tensor,
