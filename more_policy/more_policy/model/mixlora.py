@@ -92,14 +92,14 @@ class MixLoRAFFN(nn.Module):
         order = torch.argsort(flat_experts, stable=True)
         counts = self._pairs_per_expert(flat_experts)
         token_of = order // self.top_k  # (P,) token of each pair, grouped by expert
-        pair_expert = flat_experts[order]  # (P,) sorted expert ids
         pair_gate = gates.reshape(-1)[order].unsqueeze(-1)  # (P, 1)
         xs = self.dropout(x_adapter[token_of])  # (P, hidden)
 
         up = getattr(base, self.up_name)(x)  # (T, inner) frozen, once per token
         gate = getattr(base, self.gate_name)(x) if self.gate_name is not None else None
         if counts is None:
-            return self._forward_gathered(xs, up, gate, token_of, pair_expert, pair_gate, shape)
+            return self._forward_gathered(xs, up, gate, token_of, flat_experts[order], pair_gate,
+                                          shape)
         # One expert at a time on its own slice of pairs: its (pairs, inner) activations are
         # mixed into the per-token sum right away, never concatenated into a (P, inner) tensor.
         mixed = torch.zeros_like(up)  # (T, inner) gate-weighted sum of expert activations
