@@ -103,13 +103,13 @@ class MixLoRAFFN(nn.Module):
         # One expert at a time on its own slice of pairs: its (pairs, inner) activations are
         # mixed into the per-token sum right away, never concatenated into a (P, inner) tensor.
         mixed = torch.zeros_like(up)  # (T, inner) gate-weighted sum of expert activations
-        down_deltas, start = [], 0
-        for k, count in enumerate(counts):
-            if not count:
+        down_deltas = []
+        # split, not slicing: its backward is one concatenation, not a zero-filled (P, hidden)
+        # gradient per expert
+        for k, (tokens, x_k, g_k) in enumerate(zip(token_of.split(counts), xs.split(counts),
+                                                   pair_gate.split(counts))):
+            if not len(tokens):
                 continue
-            pairs = slice(start, start + count)
-            start += count
-            tokens, x_k, g_k = token_of[pairs], xs[pairs], pair_gate[pairs]
             h = self._lora_into(up.index_select(0, tokens), x_k, self.up_A[k], self.up_B[k])
             if gate is not None:
                 h_gate = self._lora_into(gate.index_select(0, tokens), x_k, self.gate_A[k],
