@@ -6,10 +6,10 @@ fits thousands of updates into an hour of one core. CPU seconds per offline-RL u
 forward over s and the prompt prefix of s', online forward + backward, AdamW, EMA), one thread,
 2-core machine shared with other jobs, measured by bench/bench_train.py against the pre-issue-16
 code (its prompt, dropout, target pass and MixLoRA forward) in the same process, 10 rounds:
-  tiny   @ 96 px, batch 32: 0.43-0.52 s before (QUART's prompt, LoRA dropout 0.05, target
-         forward over [s; s'] with action tokens, experts concatenated), 0.27-0.31 s now
-         (1.6-1.7x; target 0.11-0.12, forward 0.06-0.07, backward 0.08-0.10), 0.20-0.22 s with
-         the periodic target mode refreshed every 2000 updates (2.2-2.3x). The issue's 3x is not
+  tiny   @ 96 px, batch 32: 0.38-0.52 s before (QUART's prompt, LoRA dropout 0.05, target
+         forward over [s; s'] with action tokens, experts concatenated), 0.25-0.31 s now
+         (1.55-1.7x; target 0.10-0.12, forward 0.06-0.07, backward 0.07-0.10), 0.18-0.22 s with
+         the periodic target mode refreshed every 2000 updates (2.1-2.3x). The issue's 3x is not
          reached; the EMA target stays the default (periodic learned the known-answer MDP slower
          at a 10-update time scale, faster at 100).
 Earlier wall-clock figures (bench/bench_e2e.py, before issue 16):
