@@ -6,8 +6,9 @@
 Both configurations live in this process and their steps are interleaved, so a machine shared
 with other jobs slows them alike. Times are this process's CPU time (one torch thread).
 - baseline: the code as it was before the throughput work (issue 16): QUART's prompt template,
-  LoRA dropout 0.05, and the target forward over [s; s'] teacher-forced on the dataset bins
-  (reproduced below: that path is no longer in the library).
+  LoRA dropout 0.05, the target forward over [s; s'] teacher-forced on the dataset bins, and
+  the MixLoRA forward that concatenated every expert's (pairs, inner) activations (both
+  reproduced below: those paths are no longer in the library).
 - new: the preset as configured now (short prompt, its dropout) with the library's target pass
   (s teacher-forced + the prompt prefix of non-terminal s'); "periodic" adds the periodic
   target mode, its target cost amortised over a refresh period at the preset's dataset size.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+import types
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -73,11 +75,45 @@ def original_targets(objective: Objective, model, batch) -> torch.Tensor:
                            batch["mc_returns"] if objective.cfg.mc_lower_bound else None)
 
 
+def original_mixlora_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    """The baseline's MixLoRA forward (bound to a MixLoRAFFN): each expert's LoRA delta
+    concatenated into (pairs, inner), added to the gathered frozen projection, then mixed."""
+    shape = hidden_states.shape
+    x = hidden_states.reshape(-1, shape[-1])
+    base, act = self.base, getattr(self.base, self.act_name)
+    x_adapter = x.to(self.router.weight.dtype)
+    router_logits = self.router(x_adapter)
+    top_logits, top_experts = router_logits.topk(self.top_k, dim=-1)
+    gates = top_logits.softmax(dim=-1)
+    self._record_stats(router_logits.softmax(dim=-1), top_experts[:, 0], shape)
+    flat_experts = top_experts.reshape(-1)
+    order = torch.argsort(flat_experts, stable=True)
+    counts = torch.bincount(flat_experts, minlength=self.num_experts).tolist()
+    token_of, pair_gate = order // self.top_k, gates.reshape(-1)[order].unsqueeze(-1)
+    xs = self.dropout(x_adapter[token_of])
+
+    def expert_lora(inputs, a, b):
+        out = [(c @ a[k]) @ b[k] for k, c in enumerate(torch.split(inputs, counts)) if len(c)]
+        return torch.cat(out) * self.scaling
+
+    up = getattr(base, self.up_name)(x)
+    h = up[token_of] + expert_lora(xs, self.up_A, self.up_B)
+    if self.gate_name is None:
+        h = act(h)
+    else:
+        gate = getattr(base, self.gate_name)(x)
+        h = act(gate[token_of] + expert_lora(xs, self.gate_A, self.gate_B)) * h
+    mixed = torch.zeros_like(up).index_add_(0, token_of, h * pair_gate)
+    out = getattr(base, self.down_name)(mixed)
+    down_delta = expert_lora(self.dropout(h), self.down_A, self.down_B) * pair_gate
+    return out.index_add(0, token_of, down_delta).reshape(shape)
+
+
 @dataclass
 class Setup:
     name: str
     cfg: TrainConfig
-    original_target_pass: bool = False
+    original: bool = False  # the baseline's target pass and MixLoRA forward
     times: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
 
     def build(self, data: Path) -> None:
@@ -90,6 +126,9 @@ class Setup:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr)
         self.objective = Objective(self.cfg.rl, self.model, self.model.action_token_slice)
+        if self.original:
+            for layer in self.model.policy.moe_layers:
+                layer.forward = types.MethodType(original_mixlora_forward, layer)
 
     def step(self) -> None:
         """One update as train.py runs it, each phase timed in CPU seconds."""
@@ -99,7 +138,7 @@ class Setup:
         t["data"] = clock()
         targets = None
         if self.cfg.rl.objective == "q":
-            if self.original_target_pass:
+            if self.original:
                 targets = original_targets(self.objective, self.model, batch)
             else:  # the periodic cache would hide the cost: time a full pass, amortise later
                 targets = self.objective.compute_targets(self.model, batch)
@@ -182,10 +221,11 @@ def main() -> int:
                                         target_refresh_every=args.refresh_every))
     # Per update, a refresh period recomputes each transition once: N / (K * B) of a full pass.
     amortised = min(1.0, PRESET_TRANSITIONS / (args.refresh_every * new.batch_size))
-    rl_setups = [Setup("baseline", old, original_target_pass=True), Setup("new", new),
+    rl_setups = [Setup("baseline", old, original=True), Setup("new", new),
                  Setup("periodic", periodic)]
     il = RLConfig(objective="il")
-    il_setups = [Setup("baseline", replace(old, rl=il)), Setup("new", replace(new, rl=il))]
+    il_setups = [Setup("baseline", replace(old, rl=il), original=True),
+                 Setup("new", replace(new, rl=il))]
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         data = write_dataset(Path(tmp) / "data", exp.data.image_size, episodes=12, steps=40)
         for s in rl_setups + il_setups:

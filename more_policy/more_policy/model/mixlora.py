@@ -92,25 +92,53 @@ class MixLoRAFFN(nn.Module):
         order = torch.argsort(flat_experts, stable=True)
         counts = self._pairs_per_expert(flat_experts)
         token_of = order // self.top_k  # (P,) token of each pair, grouped by expert
-        pair_expert = flat_experts[order]  # (P,) sorted expert ids
         pair_gate = gates.reshape(-1)[order].unsqueeze(-1)  # (P, 1)
         xs = self.dropout(x_adapter[token_of])  # (P, hidden)
 
         up = getattr(base, self.up_name)(x)  # (T, inner) frozen, once per token
-        h = self._expert_lora(xs, counts, pair_expert, self.up_A, self.up_B,
-                              add=up[token_of])  # (P, inner) = up + expert delta
-        if self.gate_name is not None:
-            gate = getattr(base, self.gate_name)(x)  # (T, inner) frozen, once per token
-            h_gate = self._expert_lora(xs, counts, pair_expert, self.gate_A, self.gate_B,
-                                       add=gate[token_of])
-            h = act(h_gate) * h
-        else:
-            h = act(h)  # (P, inner)
-        # W_down is linear: mix the expert activations first, then project once per token.
-        mixed = torch.zeros_like(up).index_add_(0, token_of, h * pair_gate.to(h.dtype))
+        gate = getattr(base, self.gate_name)(x) if self.gate_name is not None else None
+        if counts is None:
+            return self._forward_gathered(xs, up, gate, token_of, flat_experts[order], pair_gate,
+                                          shape)
+        # One expert at a time on its own slice of pairs: its (pairs, inner) activations are
+        # mixed into the per-token sum right away, never concatenated into a (P, inner) tensor.
+        mixed = torch.zeros_like(up)  # (T, inner) gate-weighted sum of expert activations
+        down_deltas = []
+        # split, not slicing: its backward is one concatenation, not a zero-filled (P, hidden)
+        # gradient per expert
+        for k, (tokens, x_k, g_k) in enumerate(zip(token_of.split(counts), xs.split(counts),
+                                                   pair_gate.split(counts))):
+            if not len(tokens):
+                continue
+            h = self._lora_into(up.index_select(0, tokens), x_k, self.up_A[k], self.up_B[k])
+            if gate is not None:
+                h_gate = self._lora_into(gate.index_select(0, tokens), x_k, self.gate_A[k],
+                                         self.gate_B[k])
+                h = act(h_gate) * h
+            else:
+                h = act(h)  # (P_k, inner)
+            mixed.index_add_(0, tokens, h * g_k.to(h.dtype))
+            mid = (self.dropout(h.to(xs.dtype)) @ self.down_A[k]) * (g_k * self.scaling)
+            down_deltas.append(mid @ self.down_B[k])  # (P_k, hidden)
+        # W_down is linear: project the mixed activations once per token.
         out = getattr(base, self.down_name)(mixed)  # (T, hidden)
-        down_delta = self._expert_lora(self.dropout(h.to(xs.dtype)), counts, pair_expert,
-                                       self.down_A, self.down_B, mid_scale=pair_gate)
+        out = out.index_add(0, token_of, torch.cat(down_deltas).to(out.dtype))
+        return out.reshape(shape)
+
+    def _forward_gathered(self, xs, up, gate, token_of, pair_expert, pair_gate, shape):
+        """Few pairs (decoding): gather each pair's expert matrices, batched matmuls instead of
+        one pair of small matmuls per expert (and no host-side counts: no GPU sync)."""
+        h = self._gathered_lora(xs, pair_expert, self.up_A, self.up_B, add=up[token_of])
+        if gate is not None:
+            h_gate = self._gathered_lora(xs, pair_expert, self.gate_A, self.gate_B,
+                                         add=gate[token_of])
+            h = getattr(self.base, self.act_name)(h_gate) * h
+        else:
+            h = getattr(self.base, self.act_name)(h)
+        mixed = torch.zeros_like(up).index_add_(0, token_of, h * pair_gate.to(h.dtype))
+        out = getattr(self.base, self.down_name)(mixed)
+        down_delta = self._gathered_lora(self.dropout(h.to(xs.dtype)), pair_expert,
+                                         self.down_A, self.down_B, mid_scale=pair_gate)
         out = out.index_add(0, token_of, down_delta.to(out.dtype))
         return out.reshape(shape)
 
@@ -119,35 +147,24 @@ class MixLoRAFFN(nn.Module):
             return None  # gathered path: no host-side counts (no GPU sync while decoding)
         return torch.bincount(flat_experts, minlength=self.num_experts).tolist()
 
-    def _expert_lora(self, xs: torch.Tensor, counts: list[int] | None, pair_expert: torch.Tensor,
-                     a: torch.Tensor, b: torch.Tensor, add: torch.Tensor | None = None,
-                     mid_scale: torch.Tensor | None = None) -> torch.Tensor:
-        """Expert k's ``scale * B_k A_k`` on its own slice of the grouped pairs: (P, d_out).
+    def _lora_into(self, base: torch.Tensor, x: torch.Tensor, a: torch.Tensor,
+                   b: torch.Tensor) -> torch.Tensor:
+        """``base + scale * x A B`` for one expert: the frozen projection ``base`` (P_k, d_out)
+        fused into the last matmul (out of place: autocast casts addmm's inputs, not addmm_'s)."""
+        mid = (x @ a) * self.scaling  # (P_k, r)
+        if base.dtype == mid.dtype:
+            return torch.addmm(base, mid, b)
+        return base + (mid @ b).to(base.dtype)  # e.g. a bf16 backbone
 
-        The LoRA scaling and ``mid_scale`` (P, 1) multiply the rank-r product x A, and ``add``
-        (P, d_out) is fused into the last matmul: no extra pass over (P, d_out)."""
-        scale = self.scaling if mid_scale is None else mid_scale * self.scaling  # () or (P, 1)
-        if counts is None:
-            # Few pairs (decoding): gather each pair's expert matrices, two batched matmuls
-            # instead of one pair of small matmuls per expert.
-            mid = torch.bmm(xs.unsqueeze(1), a[pair_expert]).squeeze(1) * scale  # (P, r)
-            out = torch.bmm(mid.unsqueeze(1), b[pair_expert]).squeeze(1)
-            return out if add is None else add + out.to(add.dtype)
-        chunks = torch.split(xs, counts)
-        scales = torch.split(scale, counts) if mid_scale is not None else [scale] * len(counts)
-        adds = torch.split(add, counts) if add is not None else [None] * len(counts)
-        out = []
-        for k, (c, m, base) in enumerate(zip(chunks, scales, adds)):
-            if not c.shape[0]:
-                continue
-            mid = (c @ a[k]) * m  # (P_k, r)
-            if base is None:
-                out.append(mid @ b[k])
-            elif base.dtype == mid.dtype:
-                out.append(torch.addmm(base, mid, b[k]))
-            else:  # e.g. a bf16 backbone: the delta in the adapters' precision, then added
-                out.append(base + (mid @ b[k]).to(base.dtype))
-        return torch.cat(out)
+    def _gathered_lora(self, xs: torch.Tensor, pair_expert: torch.Tensor, a: torch.Tensor,
+                       b: torch.Tensor, add: torch.Tensor | None = None,
+                       mid_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """Each pair's ``scale * x A_k B_k`` (P, d_out) with its own expert's matrices; the
+        scaling and ``mid_scale`` (P, 1) multiply the rank-r product, ``add`` is added."""
+        scale = self.scaling if mid_scale is None else mid_scale * self.scaling
+        mid = torch.bmm(xs.unsqueeze(1), a[pair_expert]).squeeze(1) * scale  # (P, r)
+        out = torch.bmm(mid.unsqueeze(1), b[pair_expert]).squeeze(1)
+        return out if add is None else add + out.to(add.dtype)
 
     def _record_stats(self, probs: torch.Tensor, top1: torch.Tensor, shape) -> None:
         # Padding is weighted out rather than indexed away so that the autograd graph has the
