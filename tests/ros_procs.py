@@ -115,6 +115,13 @@ class Probe:
     def publisher(self, msg_type, topic: str, qos):
         return self.node.create_publisher(msg_type, topic, qos)
 
+    def publish_when_matched(self, publisher, msg, timeout: float = 20.0) -> None:
+        """Publish once a reader has matched: a volatile reader (the policy's /instruction
+        subscription) gets nothing a writer sent before the match, even a latched one."""
+        assert self.wait_for(lambda: publisher.get_subscription_count() > 0, timeout), \
+            f"no reader matched {publisher.topic_name} in {timeout:g} s"
+        publisher.publish(msg)
+
     @staticmethod
     def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = 0.05) -> bool:
         end = time.monotonic() + timeout

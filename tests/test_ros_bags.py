@@ -167,7 +167,7 @@ def test_stack_recording_replays_exactly_offline_and_over_dds(policy, tmp_path):
             recorder = BagRecorder(tmp_path / "recorded")
             probe._executor.add_node(recorder)
             time.sleep(1.0)  # discovery
-            instructions.publish(String(data=INSTRUCTION))
+            probe.publish_when_matched(instructions, String(data=INSTRUCTION))
             time.sleep(0.5)
             for k, rgb in enumerate(rgbs):  # lockstep: each frame gets its own command
                 for _ in range(4):  # best-effort frames may drop on a loaded machine: resend

@@ -115,7 +115,7 @@ def stack():
             stack.steady, stack.stopper = pick_frames(stack.policy)
             assert stack.node.wait_for_output("policy ready", timeout=90), stack.node.output()
             assert probe.wait_for(lambda: stack.instructions.get_subscription_count() > 0, 10)
-            stack.instructions.publish(String(data=FIRST_INSTRUCTION))
+            stack.probe.publish_when_matched(stack.instructions, String(data=FIRST_INSTRUCTION))
             yield stack
         finally:
             if stack.node is not None:
@@ -156,11 +156,11 @@ def test_instruction_and_frames_give_commands(stack):
 @pytest.mark.timeout(120)
 def test_new_instruction_starts_a_new_episode(stack):
     # The same text again (e.g. `ros2 topic pub` at 1 Hz) continues the running episode.
-    stack.instructions.publish(String(data=FIRST_INSTRUCTION))
+    stack.probe.publish_when_matched(stack.instructions, String(data=FIRST_INSTRUCTION))
     count = stack.settle()
     assert stack.send_frames_until(lambda: len(stack.commands) > count + 2, timeout=20)
     assert {c.episode_id for c in stack.commands} == {1}
-    stack.instructions.publish(String(data=SECOND_INSTRUCTION))
+    stack.probe.publish_when_matched(stack.instructions, String(data=SECOND_INSTRUCTION))
     assert stack.send_frames_until(
         lambda: any(c.episode_id == 2 for c in stack.commands), timeout=20), stack.node.output()
     assert any(s.instruction == SECOND_INSTRUCTION and s.state == "running"
@@ -185,7 +185,7 @@ def test_bad_input_warns_and_node_survives(stack):
     for msg in bad_frames * 3:
         stack.images.publish(msg)
         time.sleep(0.01)
-    stack.instructions.publish(String(data="   "))  # empty: ignored
+    stack.probe.publish_when_matched(stack.instructions, String(data="   "))  # empty: ignored
     time.sleep(1.0)
     assert stack.node.alive(), stack.node.output()
     assert len(stack.commands) == before  # nothing came out of the bad frames
@@ -211,7 +211,7 @@ def test_stale_frames_are_skipped(stack):
 
 @pytest.mark.timeout(60)
 def test_terminate_ends_the_episode_and_idles(stack):
-    stack.instructions.publish(String(data=STOP_INSTRUCTION))
+    stack.probe.publish_when_matched(stack.instructions, String(data=STOP_INSTRUCTION))
     assert stack.send_frames_until(lambda: any(c.terminate for c in stack.commands), timeout=20,
                                    rgb=stack.stopper), stack.node.output()
     stop = [c for c in stack.commands if c.terminate][-1]
@@ -226,7 +226,7 @@ def test_terminate_ends_the_episode_and_idles(stack):
     time.sleep(0.5)
     assert len(stack.commands) == count
     assert "episode 3 terminated" in stack.node.output()
-    stack.instructions.publish(String(data=FIRST_INSTRUCTION))
+    stack.probe.publish_when_matched(stack.instructions, String(data=FIRST_INSTRUCTION))
     assert stack.send_frames_until(lambda: any(c.episode_id == 4 for c in stack.commands), 20)
 
 

@@ -187,7 +187,7 @@ def stack(tmp_path_factory):
 def test_instruction_makes_the_robot_walk_to_the_target(stack):
     start = stack.episode()
     assert start["instruction"] and not start["success"]
-    stack.instructions.publish(String(data=INSTRUCTION))
+    stack.probe.publish_when_matched(stack.instructions, String(data=INSTRUCTION))
     assert stack.probe.wait_for(lambda: len(stack.commands) >= 3, 20), stack.logs()
     np.testing.assert_array_equal(np.asarray(stack.commands[-1].action_bins), stack.walk_bins)
     assert stack.probe.wait_for(lambda: stack.diag()["message"] == "tracking commands", 5)
@@ -225,7 +225,8 @@ def test_malformed_messages_on_every_input_kill_no_node(stack):
         bad = to_go2_command(space, walk_command(space))
         setattr(bad, space.names[k % 11], [math.nan, math.inf, -math.inf][k % 3])
         commands.publish(bad)
-        stack.instructions.publish(String(data=["", "   ", "x" * 5000, "\x00\x07\n"][k % 4]))
+        junk = ["", "   ", "x" * 5000, "\x00\x07\n"][k % 4]
+        stack.probe.publish_when_matched(stack.instructions, String(data=junk))
         time.sleep(0.02)
     assert lowcmd_fuzzer.wait(30) == 0
     time.sleep(1.0)
@@ -240,7 +241,7 @@ def test_malformed_messages_on_every_input_kill_no_node(stack):
     assert "ignoring LowCmd" in stack.procs["sim"].output()
     # The stack still works: the good instruction again, fresh commands, robot upright.
     count = len(stack.commands)
-    stack.instructions.publish(String(data=INSTRUCTION))
+    stack.probe.publish_when_matched(stack.instructions, String(data=INSTRUCTION))
     assert stack.probe.wait_for(lambda: len(stack.commands) > count + 2, 15), stack.logs()
     assert stack.episode()["base_pose"][2] > 0.2
 

@@ -148,7 +148,13 @@ def replay_bag(bag: str | Path, record: str | Path | None = None, speed: float =
     spinner.start()
     counts = dict.fromkeys(wanted, 0)
     try:
-        time.sleep(discovery_s)  # let subscribers match before the first message
+        # Readers must match before the first message (a volatile one, like the policy's
+        # /instruction subscription, gets nothing sent earlier): wait up to discovery_s.
+        deadline = time.monotonic() + discovery_s
+        while time.monotonic() < deadline and not all(
+                p.get_subscription_count() > 0 for p in publishers.values()):
+            time.sleep(0.05)
+        time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
         with Reader(Path(bag)) as reader:
             connections = [c for c in reader.connections if c.topic in wanted]
             start_wall, start_log = time.monotonic(), None
