@@ -47,9 +47,8 @@ from more_policy.robot.go2_io import (  # noqa: E402
 )
 from more_policy.robot.sdk_compat import go2_crc  # noqa: E402
 
-
-def row(name: str, value: str, target: str = "") -> None:
-    print(f"  {name:<44} {value:>22}   {target}")
+sys.path.insert(0, str(ROOT / "bench"))
+from common import Report  # noqa: E402
 
 
 def per_call_us(fn, n: int) -> float:
@@ -59,8 +58,7 @@ def per_call_us(fn, n: int) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def bench_messages() -> None:
-    print("messages (per message)")
+def bench_messages(report: Report) -> None:
     from unitree_sdk2py.utils.crc import CRC
 
     cmd = fill_lowcmd(new_lowcmd(), MotorCommand.damping())
@@ -69,23 +67,23 @@ def bench_messages() -> None:
     with contextlib.suppress(OSError):
         reference.__init__()  # the wheel lacks its native CRC library
     reference.platform = "pure-python"
-    row("CRC LowCmd_ (fast)", f"{per_call_us(lambda: go2_crc(cmd), 2000):.1f} us",
-        "target: << 2000 us (500 Hz budget)")
-    row("CRC LowState_ (fast)", f"{per_call_us(lambda: go2_crc(state), 2000):.1f} us")
-    row("CRC LowCmd_ (SDK pure-Python fallback)",
-        f"{per_call_us(lambda: reference.Crc(cmd), 20):.0f} us")
+    # 500 Hz leaves 2000 us per period for everything: CRC must be a small share of it.
+    report.add("CRC LowCmd_ (fast)", per_call_us(lambda: go2_crc(cmd), 2000), "us", 200)
+    report.add("CRC LowState_ (fast)", per_call_us(lambda: go2_crc(state), 2000), "us")
+    report.add("CRC LowCmd_ (SDK pure-Python fallback)",
+               per_call_us(lambda: reference.Crc(cmd), 20), "us")
     for name, msg in (("LowCmd_", cmd), ("LowState_", state)):
         cls, data = type(msg), msg.serialize()
-        row(f"serialize {name} fast / generic",
-            f"{per_call_us(msg.serialize, 2000):.0f} / "
-            f"{per_call_us(lambda m=msg, c=cls: c.serialize.generic(m), 100):.0f} us")
-        row(f"deserialize {name} fast / generic",
-            f"{per_call_us(lambda c=cls, d=data: c.deserialize(d), 2000):.0f} / "
-            f"{per_call_us(lambda c=cls, d=data: c.deserialize.generic(c, d), 100):.0f} us")
+        report.add(f"serialize {name} (fast)", per_call_us(msg.serialize, 2000), "us")
+        report.add(f"serialize {name} (generic)",
+                   per_call_us(lambda m=msg, c=cls: c.serialize.generic(m), 100), "us")
+        report.add(f"deserialize {name} (fast)",
+                   per_call_us(lambda c=cls, d=data: c.deserialize(d), 2000), "us")
+        report.add(f"deserialize {name} (generic)",
+                   per_call_us(lambda c=cls, d=data: c.deserialize.generic(c, d), 100), "us")
 
 
-def bench_controllers() -> None:
-    print("controller compute (per 50 Hz tick)")
+def bench_controllers(report: Report) -> None:
     import torch
     from torch import nn
 
@@ -95,9 +93,9 @@ def bench_controllers() -> None:
     command = space.default_command()
     command[space.index("vel_x")] = 0.5
     gait = GaitController()
-    gait_us = per_call_us(lambda: gait.step(RobotState(), command), 500)
-    row("analytic gait controller", f"{gait_us:.0f} us",
-        "target: << 20000 us")
+    # a 50 Hz tick is 20000 us; the controller may take at most a quarter of it
+    report.add("analytic gait controller per tick",
+               per_call_us(lambda: gait.step(RobotState(), command), 500), "us", 5000)
 
     def mlp(sizes):
         layers = []
@@ -106,8 +104,8 @@ def bench_controllers() -> None:
         return torch.jit.script(nn.Sequential(*layers[:-1]))
 
     runner = WalkTheseWaysRunner(mlp([2100, 256, 128, 2]), mlp([2102, 512, 256, 128, 12]))
-    row("walk-these-ways runner (TorchScript)",
-        f"{per_call_us(lambda: runner.step(RobotState(), command), 300):.0f} us")
+    report.add("walk-these-ways runner (TorchScript) per tick",
+               per_call_us(lambda: runner.step(RobotState(), command), 300), "us", 5000)
 
 
 def python_env() -> dict:
@@ -117,8 +115,8 @@ def python_env() -> dict:
     return env
 
 
-def bench_io(domain: int, seconds: float) -> None:
-    print(f"Go2 I/O over DDS, loopback, {seconds:.0f} s at 500 Hz each way")
+def bench_io(report: Report, domain: int, seconds: float) -> None:
+    """Go2 I/O over DDS on loopback, 500 Hz each way."""
     latencies: list[float] = []
 
     def on_state(state: RobotState) -> None:
@@ -139,25 +137,23 @@ def bench_io(domain: int, seconds: float) -> None:
         elapsed = time.monotonic() - start
         periods = client.stream_periods_ms()
         client.close()
-        report = json.loads(out.read_text())
-    sent_cmd = client.stats.sent
-    row("LowState received / sent", f"{client.stats.received} / {report['sent']}",
-        "target: 0 lost")
-    row("LowState lost", f"{report['sent'] - client.stats.received}", "target: 0")
-    row("LowState rate", f"{client.stats.received / elapsed:.1f} Hz", "target: 500 Hz")
-    row("LowCmd rate at the robot", f"{report['received'] / report['elapsed_s']:.1f} Hz",
-        "target: 500 Hz")
-    row("LowCmd sent by the client (whole run)", f"{sent_cmd}")
-    row("LowCmd stream period p50 / p99 (sender)", f"{np.percentile(periods, 50):.2f} / "
-        f"{np.percentile(periods, 99):.2f} ms", "target: 2.00 / <= 3.00 ms")
-    row("bad CRC (either side)", f"{client.stats.bad_crc + report['bad_crc']}", "target: 0")
+        peer_report = json.loads(out.read_text())
+    report.add("LowState lost", peer_report["sent"] - client.stats.received, "messages", 0)
+    report.add("LowState rate", client.stats.received / elapsed, "Hz", 490,
+               higher_is_better=True)
+    report.add("LowCmd rate at the robot", peer_report["received"] / peer_report["elapsed_s"],
+               "Hz", 490, higher_is_better=True)
+    report.add("LowCmd stream period p50 (sender)", np.percentile(periods, 50), "ms", 2.05)
+    report.add("LowCmd stream period p99 (sender)", np.percentile(periods, 99), "ms", 3.0)
+    report.add("bad CRC (either side)", client.stats.bad_crc + peer_report["bad_crc"],
+               "messages", 0)
     if latencies:
-        row("one-way latency p50 / p99",
-            f"{np.percentile(latencies, 50):.2f} / {np.percentile(latencies, 99):.2f} ms")
+        report.add("one-way latency p50", np.percentile(latencies, 50), "ms")
+        report.add("one-way latency p99", np.percentile(latencies, 99), "ms")
 
 
-def bench_loop(domain: int, seconds: float) -> None:
-    print(f"50 Hz control loop + MuJoCo sim bridge over DDS, {seconds:.0f} s")
+def bench_loop(report: Report, domain: int, seconds: float) -> None:
+    """The 50 Hz control loop with the MuJoCo sim bridge over DDS."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "bridge.json"
         bridge = subprocess.Popen([sys.executable, "-m", "more_policy.sim.cli", "sim-bridge",
@@ -178,21 +174,23 @@ def bench_loop(domain: int, seconds: float) -> None:
         loop.stop()
         bridge.wait()
         client.close()
-        report = json.loads(log.read_text())
+        bridge_report = json.loads(log.read_text())
     p50, p99 = loop.stats.period_jitter_ms()
     compute = np.asarray(loop.stats.compute_s)[10:] * 1e3  # a deque: no slicing
-    row("ticks", f"{loop.stats.ticks}")
-    row("period jitter p50 / p99", f"{p50:.3f} / {p99:.3f} ms", "target: p99 <= 2 ms")
-    row("tick compute p50 / p99", f"{np.percentile(compute, 50):.2f} / "
-        f"{np.percentile(compute, 99):.2f} ms")
-    traj = np.array(report["trajectory"])
+    report.add("control loop ticks", loop.stats.ticks, "ticks")
+    report.add("loop period jitter p50", p50, "ms")
+    report.add("loop period jitter p99", p99, "ms", 2.0)
+    report.add("tick compute p50", np.percentile(compute, 50), "ms")
+    report.add("tick compute p99", np.percentile(compute, 99), "ms")
+    traj = np.array(bridge_report["trajectory"])
     walked = traj[:, 1][-1] - traj[:, 1][len(traj) // 3]
-    row("sim: forward speed (0.5 commanded)",
-        f"{walked / (traj[-1, 0] - traj[len(traj) // 3, 0]):.3f} m/s")
-    row("safety fault", f"{loop.monitor.status.fault}", "target: None")
+    report.add("sim: forward speed (0.5 m/s commanded)",
+               walked / (traj[-1, 0] - traj[len(traj) // 3, 0]), "m/s")
+    report.add("safety faults", int(loop.monitor.status.fault is not None), "faults", 0,
+               note=str(loop.monitor.status.fault))
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="5 s runs instead of 60 s / 20 s")
     p.add_argument("--io-seconds", type=float, default=60.0)
@@ -203,11 +201,17 @@ def main() -> None:
     print(f"device: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
     domain = random.randint(1, 99)
-    bench_messages()
-    bench_controllers()
-    bench_io(domain, args.io_seconds)
-    bench_loop(domain, args.loop_seconds)
+    report = Report()
+    with report.section("messages (per message)"):
+        bench_messages(report)
+    with report.section("controller compute (per 50 Hz tick)"):
+        bench_controllers(report)
+    with report.section(f"Go2 I/O over DDS, loopback, {args.io_seconds:.0f} s"):
+        bench_io(report, domain, args.io_seconds)
+    with report.section(f"control loop + sim bridge over DDS, {args.loop_seconds:.0f} s"):
+        bench_loop(report, domain, args.loop_seconds)
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
