@@ -45,9 +45,9 @@ def schedule_command(schedule: Schedule, task: str, instruction: Instruction, st
     expert.instruction = instruction
     cmd = expert.base_command()
     if step >= schedule.stop:
-        cmd[-1] = 1.0
+        cmd[space.index("terminate")] = 1.0
     elif schedule.kind == "straight":
-        cmd[0] = instruction.speed
+        cmd[space.index("vel_x")] = instruction.speed
     else:
         mean = schedule.mean_motion
         cmd[MOTION] = mean[min(step, len(mean) - 1)]

@@ -300,7 +300,8 @@ class Go2TaskEnv:
         """After terminate, stand still in the commanded posture (a tilted trunk keeps the ball
         rolling off) until a released ball comes to rest (physics mode)."""
         stand = self.action_space.default_command()
-        stand[7:9] = command[7:9]  # body height and pitch
+        posture = self.action_space.indices("body_height", "body_pitch")
+        stand[posture] = command[posture]
         for _ in range(round(limit_s / self.policy_dt)):
             if self._ball_held or self.world_state().ball_landed:
                 return
