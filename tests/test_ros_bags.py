@@ -17,6 +17,7 @@ pytest.importorskip("rosbags")
 from ros_procs import NodeProcess, Probe, isolated_domain  # noqa: E402
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 
+from more_policy.actions import ActionSpace  # noqa: E402
 from more_policy.data.ros_messages import (  # noqa: E402
     COMMAND_TOPIC,
     IMAGE_TOPIC,
@@ -224,6 +225,17 @@ def test_eval_bag_cli_rejects_an_unreadable_bag_in_one_line_before_loading_a_mod
         err = capsys.readouterr().err.strip()
         assert err.startswith("more eval-bag: error: ") and str(path) in err, err
         assert "\n" not in err and "Traceback" not in err
+
+    # a truncated bag warns in one line, then says why there is nothing to evaluate
+    write_bag(tmp_path / "cut", frames(6), [], ActionSpace(), storage=StoragePlugin.SQLITE3)
+    db3 = tmp_path / "cut" / "cut.db3"
+    with db3.open("r+b") as f:
+        f.truncate(db3.stat().st_size // 2)
+    args = parser.parse_args(["eval-bag", str(tmp_path / "cut"), "--checkpoint", "none"])
+    assert args.func(args) == 2
+    warning, error = capsys.readouterr().err.strip().split("\n")
+    assert warning.startswith(f"more eval-bag: warning: {db3}: truncated or corrupt")
+    assert error.startswith("more eval-bag: error: ") and "nothing to evaluate" in error
 
 
 @pytest.mark.ros
