@@ -8,20 +8,23 @@ import argparse
 import json
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 pytest.importorskip("rosbags")
 
 from ros_procs import NodeProcess, Probe, isolated_domain  # noqa: E402
+from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 
+from more_policy.actions import ActionSpace  # noqa: E402
 from more_policy.data.ros_messages import (  # noqa: E402
     COMMAND_TOPIC,
     IMAGE_TOPIC,
     INSTRUCTION_TOPIC,
     STATUS_TOPIC,
 )
-from more_policy.data.rosbag import read_bag, typestore  # noqa: E402
+from more_policy.data.rosbag import TruncatedBagWarning, read_bag, typestore  # noqa: E402
 from more_policy.nodes.bag_eval import eval_bag  # noqa: E402
 
 INSTRUCTION = "go to the red ball"
@@ -41,11 +44,13 @@ def frames(n: int, seed: int = 0) -> list[np.ndarray]:
     return [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def write_bag(path, rgbs, recorded_bins, space, start_ns=1_000_000_000_000):
-    """A recording like the stack's: frames at 10 Hz, one instruction, a command + status for
-    every other frame (the policy skipping frames), commands = ``recorded_bins``."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
+def write_bag(path, rgbs, recorded_bins, space, start_ns=1_000_000_000_000,
+              storage=StoragePlugin.MCAP, image_format=None,
+              instruction_topic=INSTRUCTION_TOPIC):
+    """A recording like the stack's, in log-time order: frames at 10 Hz (raw rgb8, or
+    ``image_format`` 'jpeg'/'png' on the realsense-ros <camera>/compressed topic), one
+    instruction, a command + status for every other frame (the policy skipping frames),
+    commands = ``recorded_bins``."""
     store = typestore()
     T = store.types
 
@@ -55,38 +60,46 @@ def write_bag(path, rgbs, recorded_bins, space, start_ns=1_000_000_000_000):
     def header(ns, frame_id=""):
         return T["std_msgs/msg/Header"](stamp=stamp(ns), frame_id=frame_id)
 
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        types = ((IMAGE_TOPIC, "sensor_msgs/msg/Image"), (INSTRUCTION_TOPIC, "std_msgs/msg/String"),
-                 (COMMAND_TOPIC, "more_msgs/msg/Go2Command"),
-                 (STATUS_TOPIC, "more_msgs/msg/PolicyStatus"))
-        conns = {topic: writer.add_connection(topic, msgtype, typestore=store)
-                 for topic, msgtype in types}
-
-        def write(topic, ns, msg):
-            writer.write(conns[topic], ns, store.serialize_cdr(msg, msg.__msgtype__))
-
-        write(INSTRUCTION_TOPIC, start_ns - 10**8, T["std_msgs/msg/String"](data=INSTRUCTION))
-        for k, rgb in enumerate(rgbs):
-            t = start_ns + k * FRAME_PERIOD_NS
-            write(IMAGE_TOPIC, t + 2_000_000, T["sensor_msgs/msg/Image"](
+    def image(rgb, t):
+        if image_format is None:
+            return T["sensor_msgs/msg/Image"](
                 header=header(t, "camera"), height=rgb.shape[0], width=rgb.shape[1],
-                encoding="rgb8", is_bigendian=0, step=3 * rgb.shape[1], data=rgb.reshape(-1)))
-        for j, bins in enumerate(recorded_bins):
-            t_frame = start_ns + 2 * j * FRAME_PERIOD_NS
-            t_cmd = t_frame + int(1e6 * (IMAGE_AGE_MS + TOTAL_MS))
-            values = space.decode(bins)
-            fields = {n: float(values[i]) for i, n in enumerate(space.names[:11])}
-            write(COMMAND_TOPIC, t_cmd + 1_000_000, T["more_msgs/msg/Go2Command"](
-                header=header(t_cmd, "base_link"), **fields,
-                terminate=bool(space.is_terminate(values)),
-                action_bins=np.asarray(bins, np.uint8), token_ids=np.full(12, -1, np.int32),
-                episode_id=1))
-            write(STATUS_TOPIC, t_cmd + 2_000_000, T["more_msgs/msg/PolicyStatus"](
-                header=header(t_cmd + 10**6), instruction=INSTRUCTION, episode_id=1,
-                state="running", image_age_ms=IMAGE_AGE_MS, preprocess_ms=1.0,
-                prefill_ms=20.0, decode_ms=29.0, total_ms=TOTAL_MS,
-                q_values=np.full(12, 0.5, np.float32), expert_load=np.full(4, 0.25, np.float32),
-                expert_load_max=0.25))
+                encoding="rgb8", is_bigendian=0, step=3 * rgb.shape[1], data=rgb.reshape(-1))
+        encoded = cv2.imencode(f".{image_format}", rgb[..., ::-1])[1]  # as image_transport
+        return T["sensor_msgs/msg/CompressedImage"](
+            header=header(t, "camera"), format=f"rgb8; {image_format} compressed bgr8",
+            data=encoded.reshape(-1))
+
+    image_topic, image_type = (IMAGE_TOPIC, "sensor_msgs/msg/Image") if image_format is None \
+        else (f"{IMAGE_TOPIC}/compressed", "sensor_msgs/msg/CompressedImage")
+    records = [(start_ns - 10**8, instruction_topic, T["std_msgs/msg/String"](data=INSTRUCTION))]
+    for k, rgb in enumerate(rgbs):
+        t = start_ns + k * FRAME_PERIOD_NS
+        records.append((t + 2_000_000, image_topic, image(rgb, t)))
+    for j, bins in enumerate(recorded_bins):
+        t_frame = start_ns + 2 * j * FRAME_PERIOD_NS
+        t_cmd = t_frame + int(1e6 * (IMAGE_AGE_MS + TOTAL_MS))
+        values = space.decode(bins)
+        fields = {n: float(values[i]) for i, n in enumerate(space.names[:11])}
+        records.append((t_cmd + 1_000_000, COMMAND_TOPIC, T["more_msgs/msg/Go2Command"](
+            header=header(t_cmd, "base_link"), **fields,
+            terminate=bool(space.is_terminate(values)),
+            action_bins=np.asarray(bins, np.uint8), token_ids=np.full(12, -1, np.int32),
+            episode_id=1)))
+        records.append((t_cmd + 2_000_000, STATUS_TOPIC, T["more_msgs/msg/PolicyStatus"](
+            header=header(t_cmd + 10**6), instruction=INSTRUCTION, episode_id=1,
+            state="running", image_age_ms=IMAGE_AGE_MS, preprocess_ms=1.0,
+            prefill_ms=20.0, decode_ms=29.0, total_ms=TOTAL_MS,
+            q_values=np.full(12, 0.5, np.float32), expert_load=np.full(4, 0.25, np.float32),
+            expert_load_max=0.25)))
+    with Writer(path, version=9, storage_plugin=storage) as writer:
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=store)
+                 for topic, msgtype in ((image_topic, image_type),
+                                        (instruction_topic, "std_msgs/msg/String"),
+                                        (COMMAND_TOPIC, "more_msgs/msg/Go2Command"),
+                                        (STATUS_TOPIC, "more_msgs/msg/PolicyStatus"))}
+        for ns, topic, msg in sorted(records, key=lambda r: r[0]):
+            writer.write(conns[topic], ns, store.serialize_cdr(msg, msg.__msgtype__))
 
 
 @pytest.mark.slow
@@ -133,6 +146,96 @@ def test_eval_bag_rejects_a_bag_without_commands(policy, tmp_path):
         eval_bag(tmp_path / "bag", policy)
     with pytest.raises(FileNotFoundError, match="not a rosbag2 folder"):
         eval_bag(tmp_path, policy)
+
+
+def decoded(rgb, image_format):
+    """What a camera frame looks like after the image_transport round trip."""
+    if image_format is None:
+        return rgb
+    encoded = cv2.imencode(f".{image_format}", rgb[..., ::-1])[1]
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("image_format", ["jpeg", "png"])
+def test_eval_bag_reads_compressed_frames_and_scores_terminate_as_a_decision(
+        policy, tmp_path, image_format):
+    space = policy.action_space
+    used = [decoded(rgb, image_format) for rgb in frames(8, seed=5)[::2]]
+    truth = np.stack([np.asarray(policy.act([rgb], [INSTRUCTION]).bins)[0] for rgb in used])
+    recorded = truth.copy()
+    recorded[:2, 11] = 255 - recorded[:2, 11]  # two flipped terminate decisions
+    write_bag(tmp_path / "bag", frames(8, seed=5), recorded, space, image_format=image_format,
+              instruction_topic="/voice/instruction")
+
+    # the default raw topic is absent: its realsense-ros /compressed name is used
+    report = eval_bag(tmp_path / "bag", policy, instruction_topic="/voice/instruction")
+    assert report["samples"] == len(used)
+    assert report["frames_matched_exactly"] == 1.0
+    continuous = [n for i, n in enumerate(space.names) if i != 11]
+    assert sorted(report["per_dimension"]) == sorted(continuous)  # no MAE for terminate
+    assert all(d["token_accuracy"] == 1.0 for d in report["per_dimension"].values())
+    pred_t, rec_t = truth[:, 11] >= 128, recorded[:, 11] >= 128
+    tp = int(np.sum(pred_t & rec_t))
+    assert report["terminate"] == {
+        "precision": tp / pred_t.sum() if pred_t.sum() else None,
+        "recall": tp / rec_t.sum() if rec_t.sum() else None, "true_positives": tp,
+        "false_positives": int(np.sum(pred_t & ~rec_t)),
+        "false_negatives": int(np.sum(~pred_t & rec_t))}
+    with pytest.raises(ValueError, match="no camera frame on /cam or /cam/compressed"):
+        eval_bag(tmp_path / "bag", policy, image_topic="/cam")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("storage", [StoragePlugin.MCAP, StoragePlugin.SQLITE3],
+                         ids=["mcap", "sqlite3"])
+def test_truncated_bag_is_evaluated_up_to_its_last_intact_message(policy, tmp_path, storage):
+    space = policy.action_space
+    rgbs = frames(16, seed=7)
+    truth = np.stack([np.asarray(policy.act([rgb], [INSTRUCTION]).bins)[0]
+                      for rgb in rgbs[::2]])
+    write_bag(tmp_path / "bag", rgbs, truth, space, storage=storage)
+    file = next(f for f in (tmp_path / "bag").iterdir() if f.suffix in (".mcap", ".db3"))
+    with file.open("r+b") as f:  # a killed recording: the tail never reached the disk
+        f.truncate(file.stat().st_size * 6 // 10)
+
+    with pytest.warns(TruncatedBagWarning, match="truncated or corrupt.*intact messages"):
+        report = eval_bag(tmp_path / "bag", policy, plot=False)
+    assert 2 <= report["samples"] < len(truth)
+    assert report["token_accuracy"] == 1.0  # every salvaged frame is intact
+    # only the last command may have lost its status (the cut), hence its exact frame
+    assert report["frames_matched_exactly"] >= 1 - 1 / report["samples"]
+
+
+@pytest.mark.timeout(60)
+def test_eval_bag_cli_rejects_an_unreadable_bag_in_one_line_before_loading_a_model(
+        tmp_path, capsys):
+    from more_policy.nodes.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    bag = tmp_path / "garbage"
+    bag.mkdir()
+    (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: [not, a, bag\n")
+    (bag / "garbage_0.mcap").write_bytes(b"\x00\x17" * 5000)
+    for path in (bag, tmp_path / "missing"):
+        # a checkpoint that cannot load: only checking the bag first gives the bag's error
+        args = parser.parse_args(["eval-bag", str(path), "--checkpoint", str(tmp_path / "no")])
+        assert args.func(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("more eval-bag: error: ") and str(path) in err, err
+        assert "\n" not in err and "Traceback" not in err
+
+    # a truncated bag warns in one line, then says why there is nothing to evaluate
+    write_bag(tmp_path / "cut", frames(6), [], ActionSpace(), storage=StoragePlugin.SQLITE3)
+    db3 = tmp_path / "cut" / "cut.db3"
+    with db3.open("r+b") as f:
+        f.truncate(db3.stat().st_size // 2)
+    args = parser.parse_args(["eval-bag", str(tmp_path / "cut"), "--checkpoint", "none"])
+    assert args.func(args) == 2
+    warning, error = capsys.readouterr().err.strip().split("\n")
+    assert warning.startswith(f"more eval-bag: warning: {db3}: truncated or corrupt")
+    assert error.startswith("more eval-bag: error: ") and "nothing to evaluate" in error
 
 
 @pytest.mark.ros

@@ -11,7 +11,10 @@ episode; a command with ``terminate`` ends one.
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,21 +72,148 @@ class BagMessage:
     msg: object  # rosbags dataclass
 
 
+class TruncatedBagWarning(UserWarning):
+    """A bag's storage file ends early (a killed recording); only its intact messages are read."""
+
+
+STORAGE_SUFFIXES = (".mcap", ".db3")
+
+
 def read_bag(path: str | Path, topics: tuple[str, ...] | None = None) -> list[BagMessage]:
-    """Every message of ``topics`` (all if None) in log-time order, deserialised."""
-    from rosbags.rosbag2 import Reader
+    """Every message of ``topics`` (all if None) in log-time order, deserialised. A truncated
+    or corrupt .mcap/.db3 (or a missing metadata.yaml) is read up to its last intact message
+    with a :class:`TruncatedBagWarning`; a bag with nothing readable raises
+    :class:`DatasetError`."""
+    from rosbags.rosbag2 import Reader, ReaderError
 
     path = Path(path)
-    if not (path / "metadata.yaml").is_file():
+    files = sorted(f for f in path.glob("*") if f.suffix in STORAGE_SUFFIXES) \
+        if path.is_dir() else []
+    if not (path / "metadata.yaml").is_file() and not files:
         raise FileNotFoundError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
     store = typestore()
-    out = []
-    with Reader(path) as reader:
-        connections = [c for c in reader.connections if topics is None or c.topic in topics]
-        for connection, log_ns, raw in reader.messages(connections=connections):
-            out.append(BagMessage(connection.topic, log_ns,
-                                  store.deserialize_cdr(raw, connection.msgtype)))
-    return out
+    try:
+        with Reader(path) as reader:
+            connections = [c for c in reader.connections if topics is None or c.topic in topics]
+            records = [(c.topic, c.msgtype, log_ns, raw)
+                       for c, log_ns, raw in reader.messages(connections=connections)]
+    except ReaderError as e:
+        records = _salvage(path, files, topics, " ".join(str(e).split()))
+    try:
+        return [BagMessage(topic, log_ns, store.deserialize_cdr(raw, msgtype))
+                for topic, msgtype, log_ns, raw in records]
+    except Exception as e:  # rosbags raises assorted errors for a mangled CDR payload
+        raise DatasetError(f"{path}: corrupt message in the rosbag2 recording: {e}") from None
+
+
+def _salvage(path: Path, files: list[Path], topics: tuple[str, ...] | None,
+             reason: str) -> list[tuple[str, str, int, bytes]]:
+    """(topic, msgtype, log_ns, raw) of every intact message in ``files``, log-time order."""
+    if not files:
+        raise DatasetError(f"{path}: unreadable rosbag2 recording ({reason})")
+    records = []
+    for file in files:
+        scan = _scan_mcap if file.suffix == ".mcap" else _scan_sqlite3
+        found, complete = scan(file)
+        last = f"the last at log time {max(r[2] for r in found)} ns" if found else "none"
+        state = "truncated or corrupt" if not complete else "read without its index"
+        warnings.warn(f"{file}: {state} ({reason}); read its {len(found)} intact messages "
+                      f"({last})", TruncatedBagWarning, stacklevel=3)
+        records += [r for r in found if topics is None or r[0] in topics]
+    return sorted(records, key=lambda r: r[2])
+
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _scan_mcap(file: Path) -> tuple[list[tuple[str, str, int, bytes]], bool]:
+    """Read an MCAP file front to back, without its summary (which a killed recording never
+    wrote). Returns (intact messages, whether the file ended cleanly)."""
+    data = memoryview(file.read_bytes())
+    if bytes(data[:8]) != MCAP_MAGIC:
+        raise DatasetError(f"{file}: not an MCAP file (bad magic)")
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    messages: list[tuple[int, int, bytes]] = []
+    complete = _mcap_records(data, 8, schemas, channels, messages)
+    return [(*channels[c], log_ns, raw) for c, log_ns, raw in messages if c in channels], complete
+
+
+def _mcap_records(buf: memoryview, pos: int, schemas: dict, channels: dict,
+                  messages: list) -> bool:
+    """Parse MCAP records from ``pos``; False if ``buf`` ends inside one (or a chunk is bad).
+    Layouts: https://mcap.dev/spec (opcode u8, length u64, then the record's fields)."""
+    from rosbags.rosbag2 import ReaderError
+    from rosbags.rosbag2.storage_mcap import decompress
+
+    def u(at: int, size: int) -> int:
+        return int.from_bytes(buf[at:at + size], "little")
+
+    def string(at: int) -> tuple[str, int]:
+        size = u(at, 4)
+        return bytes(buf[at + 4:at + 4 + size]).decode(), at + 4 + size
+
+    while pos < len(buf):
+        if pos + 9 > len(buf):
+            return False
+        op, start, end = buf[pos], pos + 9, pos + 9 + u(pos + 1, 8)
+        if op == 0x0F:  # DataEnd: the summary follows
+            return True
+        if op == 0x06 and len(buf) - start >= 32:  # Chunk
+            compression, at = string(start + 28)
+            records = buf[at + 8:min(at + 8 + u(at, 8), len(buf))]
+            if end > len(buf) and compression:
+                return False  # a cut compressed chunk cannot be decoded
+            if compression:
+                try:
+                    records = memoryview(decompress(bytes(records), compression,
+                                                    u(start + 16, 8), u(start + 24, 4)))
+                except ReaderError:
+                    return False
+            if not _mcap_records(records, 0, schemas, channels, messages) or end > len(buf):
+                return False
+        elif end > len(buf):
+            return False
+        elif op == 0x03:  # Schema: id u16, name
+            schemas[u(start, 2)] = string(start + 2)[0]
+        elif op == 0x04:  # Channel: id u16, schema id u16, topic
+            channels[u(start, 2)] = (string(start + 4)[0], schemas.get(u(start + 2, 2), ""))
+        elif op == 0x05:  # Message: channel u16, sequence u32, log time u64, publish u64, data
+            messages.append((u(start, 2), u(start + 6, 8), bytes(buf[start + 22:end])))
+        pos = end
+    return True
+
+
+def _scan_sqlite3(file: Path) -> tuple[list[tuple[str, str, int, bytes]], bool]:
+    """Read the rows of a truncated rosbag2 sqlite3 file: a copy padded with empty pages to its
+    recorded size opens, and the message table is read in insertion order up to the first
+    missing page. Returns (intact messages, whether every row was read)."""
+    data = file.read_bytes()
+    if not data.startswith(b"SQLite format 3\x00"):
+        raise DatasetError(f"{file}: not an SQLite database (bad header)")
+    page = int.from_bytes(data[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = max(int.from_bytes(data[28:32], "big"), -(-len(data) // page))
+    messages, complete = [], True
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / file.name
+        copy.write_bytes(data + bytes(page * pages - len(data)))
+        conn = sqlite3.connect(f"file:{copy}?immutable=1", uri=True)
+        try:
+            topics = {i: (name, msgtype) for i, name, msgtype in
+                      conn.execute("SELECT id, name, type FROM topics")}
+            try:
+                for topic_id, log_ns, raw in conn.execute(
+                        "SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
+                    if topic_id in topics:
+                        messages.append((*topics[topic_id], log_ns, bytes(raw)))
+            except sqlite3.DatabaseError:
+                complete = False
+        except sqlite3.DatabaseError as e:
+            raise DatasetError(f"{file}: unreadable rosbag2 sqlite3 file ({e})") from None
+        finally:
+            conn.close()
+    return messages, complete
 
 
 @dataclass

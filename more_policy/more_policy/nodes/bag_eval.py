@@ -4,13 +4,17 @@ Each recorded /more/command is paired with the camera frame and instruction it w
 from, the policy is run on them again, and its output is compared with the recording:
 
 * per-dimension error in SI units (mean absolute, RMS, max) and per-dimension token accuracy;
-* terminate precision / recall;
+* terminate precision / recall (a decision, so no SI error for it);
 * latency: what the recorded /more/status reported on the robot, and offline act() time here.
 
 Frame pairing: the policy node stamps a command when it publishes it, and its status reports
 ``image_age_ms`` (frame stamp -> inference start) and ``total_ms`` (inference start ->
 publish), so the frame's stamp is command stamp - total - image age. Without a status, the
 newest frame logged before the command is used (reported as ``frames_matched_exactly``).
+
+The camera topic may carry sensor_msgs/Image or CompressedImage (JPEG/PNG); when the given
+topic is absent, its realsense-ros compressed name ``<topic>/compressed`` is used. The bag is
+read and checked by :func:`load_samples` before any model is needed.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from more_policy.actions import NUM_DIMS, TERMINATE_INDEX, ActionSpace
+from more_policy.data.format import DatasetError
 from more_policy.data.ros_messages import (
     COMMAND_TOPIC,
     IMAGE_TOPIC,
     INSTRUCTION_TOPIC,
     STATUS_TOPIC,
+    ImageError,
     image_to_rgb,
     stamp_to_ns,
 )
@@ -44,7 +50,7 @@ class Sample:
 
     rgb: np.ndarray  # (H, W, 3) uint8
     instruction: str
-    values: np.ndarray  # (12,) recorded command, SI units
+    command: object  # the recorded Go2Command
     bins: np.ndarray  # (12,) recorded bins
     exact_frame: bool
     status: object | None  # the recorded PolicyStatus, if any
@@ -55,12 +61,44 @@ def _command_values(space: ActionSpace, msg) -> np.ndarray:
     return np.array([*values, 1.0 if msg.terminate else 0.0])
 
 
-def collect_samples(messages: list[BagMessage], space: ActionSpace) -> list[Sample]:
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+def load_samples(bag: str | Path, image_topic: str = IMAGE_TOPIC,
+                 instruction_topic: str = INSTRUCTION_TOPIC) -> list[Sample]:
+    """Read ``bag`` and pair its commands with their inputs; raises :class:`DatasetError` (or
+    FileNotFoundError) with a one-line reason when there is nothing usable to evaluate."""
+    compressed_topic = image_topic.rstrip("/") + "/compressed"
+    messages = read_bag(bag, (image_topic, compressed_topic, instruction_topic, COMMAND_TOPIC,
+                              STATUS_TOPIC))
+    if not any(m.topic == image_topic for m in messages):
+        if not any(m.topic == compressed_topic for m in messages):
+            raise DatasetError(f"{bag}: no camera frame on {image_topic} or {compressed_topic}; "
+                               f"pass --image-topic")
+        image_topic = compressed_topic
+    images = [m for m in messages if m.topic == image_topic]
+    msgtype = getattr(images[0].msg, "__msgtype__", "")
+    if msgtype not in IMAGE_TYPES:
+        raise DatasetError(f"{bag}: {image_topic} carries {msgtype}, expected one of "
+                           f"{list(IMAGE_TYPES)}")
+    try:
+        samples = collect_samples(messages, image_topic, instruction_topic)
+    except ImageError as e:
+        raise DatasetError(f"{bag}: {image_topic}: {e}") from None
+    if not samples:
+        raise DatasetError(f"{bag}: no {COMMAND_TOPIC} message with a frame on {image_topic} "
+                           f"and an instruction on {instruction_topic} before it; nothing to "
+                           f"evaluate")
+    return samples
+
+
+def collect_samples(messages: list[BagMessage], image_topic: str = IMAGE_TOPIC,
+                    instruction_topic: str = INSTRUCTION_TOPIC) -> list[Sample]:
     """Pair every recorded command with its frame, instruction and status (see module doc)."""
-    images = [m for m in messages if m.topic == IMAGE_TOPIC]
+    images = [m for m in messages if m.topic == image_topic]
     image_stamps = np.array([stamp_to_ns(m.msg.header.stamp) for m in images], dtype=np.int64)
     image_logs = [m.log_ns for m in images]
-    instructions = [m for m in messages if m.topic == INSTRUCTION_TOPIC and m.msg.data.strip()]
+    instructions = [m for m in messages if m.topic == instruction_topic and m.msg.data.strip()]
     instruction_logs = [m.log_ns for m in instructions]
     statuses = [m for m in messages if m.topic == STATUS_TOPIC and m.msg.total_ms > 0]
     samples, next_status = [], 0
@@ -91,8 +129,7 @@ def collect_samples(messages: list[BagMessage], space: ActionSpace) -> list[Samp
             if k < 0:
                 continue
             instruction = instructions[k].msg.data.strip()
-        samples.append(Sample(image_to_rgb(frame.msg), instruction,
-                              _command_values(space, cmd.msg),
+        samples.append(Sample(image_to_rgb(frame.msg), instruction, cmd.msg,
                               np.asarray(cmd.msg.action_bins, dtype=np.int64), exact, status))
     return samples
 
@@ -115,14 +152,18 @@ def _precision_recall(predicted: np.ndarray, recorded: np.ndarray) -> dict[str, 
 
 
 def eval_bag(bag: str | Path, policy, out_dir: str | Path | None = None, plot: bool = True,
-             batch_size: int = 8) -> dict:
+             batch_size: int = 8, image_topic: str = IMAGE_TOPIC,
+             instruction_topic: str = INSTRUCTION_TOPIC) -> dict:
     """Compare ``policy`` with the commands recorded in ``bag``; returns (and writes) a report."""
+    samples = load_samples(bag, image_topic, instruction_topic)
+    return evaluate_samples(samples, policy, bag, out_dir, plot, batch_size)
+
+
+def evaluate_samples(samples: list[Sample], policy, bag: str | Path,
+                     out_dir: str | Path | None = None, plot: bool = True,
+                     batch_size: int = 8) -> dict:
+    """The report of :func:`eval_bag` for samples already loaded from ``bag``."""
     space: ActionSpace = policy.action_space
-    messages = read_bag(bag, (IMAGE_TOPIC, INSTRUCTION_TOPIC, COMMAND_TOPIC, STATUS_TOPIC))
-    samples = collect_samples(messages, space)
-    if not samples:
-        raise ValueError(f"{bag}: no {COMMAND_TOPIC} message with a frame and an instruction "
-                         f"before it; nothing to evaluate")
     predicted_values, predicted_bins, act_ms = [], [], []
     try:
         from tqdm import tqdm
@@ -139,7 +180,7 @@ def eval_bag(bag: str | Path, policy, out_dir: str | Path | None = None, plot: b
         predicted_bins.append(np.asarray(result.bins, dtype=np.int64))
     pred = np.concatenate(predicted_values)  # (N, 12)
     pred_bins = np.concatenate(predicted_bins)  # (N, 12)
-    rec = np.stack([s.values for s in samples])  # (N, 12)
+    rec = np.stack([_command_values(space, s.command) for s in samples])  # (N, 12)
     rec_bins = np.stack([s.bins for s in samples])  # (N, 12)
     error = np.abs(pred - rec)  # (N, 12)
     token_hits = pred_bins == rec_bins  # (N, 12)
@@ -153,7 +194,7 @@ def eval_bag(bag: str | Path, policy, out_dir: str | Path | None = None, plot: b
                      "rmse": float(np.sqrt((error[:, i] ** 2).mean())),
                      "max_error": float(error[:, i].max()),
                      "token_accuracy": float(token_hits[:, i].mean())}
-            for i, d in enumerate(space.dims)},
+            for i, d in enumerate(space.dims) if i != TERMINATE_INDEX},
         "token_accuracy": float(token_hits.mean()),
         "action_accuracy": float(token_hits.all(axis=1).mean()),  # all 12 tokens right
         "terminate": _precision_recall(space.is_terminate(pred), space.is_terminate(rec)),
@@ -181,6 +222,8 @@ def plot_comparison(recorded: np.ndarray, predicted: np.ndarray, space: ActionSp
     from more_policy.plotting import pyplot
 
     plt = pyplot()
+    predicted = predicted.copy()
+    predicted[:, TERMINATE_INDEX] = space.is_terminate(predicted)  # the decision, as recorded
     fig, axes = plt.subplots(3, 4, figsize=(16, 9), sharex=True)
     for i, ax in enumerate(axes.flat[:NUM_DIMS]):
         dim = space.dims[i]

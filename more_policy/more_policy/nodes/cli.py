@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
+
+from more_policy.data.ros_messages import IMAGE_TOPIC, INSTRUCTION_TOPIC
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", default=None, help="directory for eval_bag.json + .png")
     evaluate.add_argument("--no-plot", action="store_true")
     evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--image-topic", default=IMAGE_TOPIC,
+                          help="camera topic, sensor_msgs/Image or CompressedImage (JPEG/PNG); "
+                               "if absent, <topic>/compressed is used (default, realsense-ros: "
+                               "%(default)s)")
+    evaluate.add_argument("--instruction-topic", default=INSTRUCTION_TOPIC,
+                          help="std_msgs/String instruction topic (default: %(default)s)")
     evaluate.set_defaults(func=_eval_bag)
 
     replay = subparsers.add_parser(
@@ -72,12 +81,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _eval_bag(args: argparse.Namespace) -> int:
+    from more_policy.data.rosbag import TruncatedBagWarning
     from more_policy.model.loading import load_policy
-    from more_policy.nodes.bag_eval import eval_bag
+    from more_policy.nodes.bag_eval import evaluate_samples, load_samples
 
+    error = None
+    with warnings.catch_warnings(record=True) as caught:  # shown as one line each, below
+        warnings.simplefilter("always", TruncatedBagWarning)
+        try:  # the bag first: a bad one fails in seconds, before the model loads
+            samples = load_samples(args.bag, args.image_topic, args.instruction_topic)
+        except (ValueError, OSError) as e:
+            error = " ".join(str(e).split())
+    for warning in caught:
+        print(f"more eval-bag: warning: {warning.message}", file=sys.stderr)
+    if error is not None:
+        print(f"more eval-bag: error: {error}", file=sys.stderr)
+        return 2
     policy = load_policy(args.checkpoint, args.quantization, args.device, args.seed)
-    report = eval_bag(args.bag, policy, args.out, plot=not args.no_plot,
-                      batch_size=args.batch_size)
+    report = evaluate_samples(samples, policy, args.bag, args.out, plot=not args.no_plot,
+                              batch_size=args.batch_size)
     summary = {k: report[k] for k in ("samples", "token_accuracy", "action_accuracy",
                                       "frames_matched_exactly", "terminate")}
     summary["mae"] = {k: round(v["mae"], 4) for k, v in report["per_dimension"].items()}
