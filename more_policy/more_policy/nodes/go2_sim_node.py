@@ -21,7 +21,6 @@ import time
 
 import mujoco
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -192,10 +191,9 @@ class Go2SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from more_policy.nodes.runner import spin_nodes
+    from more_policy.nodes.runner import node_main
 
-    rclpy.init(args=args)
-    spin_nodes([Go2SimNode()])
+    node_main(Go2SimNode, args)
 
 
 if __name__ == "__main__":

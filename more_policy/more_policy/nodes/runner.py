@@ -112,9 +112,9 @@ def build_nodes(stack: Stack, config_file: Path, overrides: dict[str, dict[str, 
             if name in stack.child_processes:
                 continue
             params = [Parameter(k, value=v) for k, v in overrides.get(name, {}).items()]
-            nodes.append(node_class(name)(
+            nodes.append(autostart(node_class(name)(
                 cli_args=["--ros-args", "--params-file", str(config_file)],
-                parameter_overrides=params))
+                parameter_overrides=params)))
     except BaseException:  # leave nothing half-started (threads, DDS endpoints)
         for node in reversed(nodes):
             node.destroy_node()
@@ -188,9 +188,35 @@ def spin_nodes(nodes: list, duration_s: float | None = None,
             pool.shutdown(wait=True)
         executor.shutdown()
         for node in reversed(nodes):
+            deactivate(node)
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def autostart(node: Any) -> Any:
+    """Configure and activate a lifecycle node whose ``autostart`` parameter is true (what a
+    lifecycle manager would do); other nodes are returned as they are. RuntimeError when a
+    transition fails (the node logged why)."""
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+    if isinstance(node, LifecycleNode) and node.get_parameter("autostart").value:
+        for name, transition in (("configure", node.trigger_configure),
+                                 ("activate", node.trigger_activate)):
+            if transition() != TransitionCallbackReturn.SUCCESS:
+                node.destroy_node()
+                raise RuntimeError(f"{node.get_name()}: {name} failed (see its log)")
+    return node
+
+
+def deactivate(node: Any) -> None:
+    """Deactivate an active lifecycle node before it is destroyed (its motors damp)."""
+    import rclpy
+
+    # After Ctrl-C the context is gone and the transition event cannot be published;
+    # destroy_node then leaves the hardware safe by itself.
+    if getattr(node, "is_active", False) and rclpy.ok():
+        node.trigger_deactivate()
 
 
 def node_main(make_node: Callable[[], Any], args: list[str] | None = None) -> NoReturn:
