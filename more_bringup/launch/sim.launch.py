@@ -20,6 +20,9 @@ def generate_launch_description() -> LaunchDescription:
     quantization = LaunchConfiguration("quantization")
     task = LaunchConfiguration("task")
     seed = LaunchConfiguration("seed")
+    # The sim publishes /clock; with use_sim_time every node (the sim too, which stamps its
+    # messages with its own clock) runs on simulated time.
+    sim_time = {"use_sim_time": LaunchConfiguration("use_sim_time")}
     return LaunchDescription([
         DeclareLaunchArgument("checkpoint", default_value="random-small",
                               description="MoRE checkpoint directory or random-tiny/random-small"),
@@ -27,6 +30,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="backbone quantization: none | int8 | nf4"),
         DeclareLaunchArgument("task", default_value="go_to", description="simulated task"),
         DeclareLaunchArgument("seed", default_value="0", description="scene seed"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="true: every node runs on the sim's /clock"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="ROS namespace of every node (e.g. robot1); the YAML "
                               "sections are /**/<node>, so parameters apply in any namespace"),
@@ -34,11 +39,12 @@ def generate_launch_description() -> LaunchDescription:
         GroupAction([
             PushRosNamespace(LaunchConfiguration("namespace")),
             Node(package="more_policy", executable="go2_sim_node", name="go2_sim_node",
-                 output="screen", parameters=[config, {"task": task, "seed": seed}]),
+                 output="screen", parameters=[config, {"task": task, "seed": seed}, sim_time]),
             Node(package="more_policy", executable="controller_node", name="controller_node",
-                 output="screen", parameters=[config]),
+                 output="screen", parameters=[config, sim_time]),
             Node(package="more_policy", executable="policy_node", name="policy_node",
                  output="screen",
-                 parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),
+                 parameters=[config, {"checkpoint": checkpoint, "quantization": quantization},
+                             sim_time]),
         ]),
     ])

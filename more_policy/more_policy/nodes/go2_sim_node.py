@@ -7,8 +7,11 @@ exactly as on the robot. The task scene, instruction and success checker come fr
 :func:`more_policy.sim.env.make_env`; :class:`~more_policy.sim.bridge.Go2SimBridge` advances
 its physics in real time on its own thread (slowed down, never skipped, when the machine cannot
 keep up); the episode report (std_msgs/String, JSON: task, seed, instruction, success, failure,
-base pose, goal) goes out at 2 Hz. Frames are rendered on a second thread from a copy of the
-physics state, so LowState keeps its rate.
+base pose, goal) goes out at 2 Hz. The trunk IMU goes out as sensor_msgs/Imu (REP 145, frame
+base_link) and the simulation time as /clock (rosgraph_msgs/Clock), both from the physics
+thread at sim-time rates, so nodes launched with use_sim_time run on the simulated clock.
+Frames are rendered on a second thread from a copy of the physics state, so LowState keeps its
+rate.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import time
 import mujoco
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from rclpy.qos import QoSProfile
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, Imu
 from std_msgs.msg import String
 
 from more_policy.data.ros_messages import EPISODE_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC
@@ -53,10 +59,29 @@ PARAMETERS = (
               "publish the scene's instruction on instruction_topic at start"),
     ParamSpec("instruction_topic", INSTRUCTION_TOPIC, "where publish_instruction publishes"),
     ParamSpec("real_time_factor", 1.0, "sim seconds per wall second (upper bound)"),
+    ParamSpec("imu_topic", "/imu/data", "sensor_msgs/Imu of the trunk IMU (frame base_link)"),
+    ParamSpec("imu_rate_hz", 50.0, "IMU publishing rate [Hz of sim time]"),
+    ParamSpec("clock_rate_hz", 100.0, "/clock publishing rate [Hz of sim time]"),
 )
+BASE_FRAME = "base_link"
+CLOCK_QOS = QoSProfile(depth=1)  # what rclpy's use_sim_time subscription expects (reliable)
 EPISODE_RATE_HZ = 2.0
 INSTRUCTION_SETTLE_S = 0.5  # after the first /instruction reader matched
 MAX_CATCH_UP_STEPS = 20  # physics steps per loop iteration before the sim slows down instead
+
+
+def imu_message(state, stamp) -> Imu:
+    """sensor_msgs/Imu from a RobotState (quaternion wxyz, body-frame gyro and accelerometer);
+    covariances unknown (zero, REP 145)."""
+    imu = Imu()
+    imu.header.stamp, imu.header.frame_id = stamp, BASE_FRAME
+    w, x, y, z = (float(v) for v in state.quat)
+    imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = w, x, y, z
+    gx, gy, gz = (float(v) for v in state.gyro)
+    imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = gx, gy, gz
+    ax, ay, az = (float(v) for v in state.accel)
+    imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = ax, ay, az
+    return imu
 
 
 class Go2SimNode(Node):
@@ -69,8 +94,9 @@ class Go2SimNode(Node):
         from more_policy.sim.env import make_env
 
         p = self.params = declare_parameters(self, PARAMETERS)
-        if not (p["camera_rate_hz"] > 0 and p["real_time_factor"] > 0):
-            raise ValueError("camera_rate_hz and real_time_factor must be > 0")
+        rates = ("camera_rate_hz", "real_time_factor", "imu_rate_hz", "clock_rate_hz")
+        if not all(p[name] > 0 for name in rates):
+            raise ValueError(f"{', '.join(rates)} must be > 0")
         # No env controller: the robot's controller is across DDS, the bridge drives physics.
         self.env = make_env(p["task"], seed=p["seed"], mode="physics",
                             image_size=(p["image_height"], p["image_width"]), render=False)
@@ -88,6 +114,9 @@ class Go2SimNode(Node):
         self._lock = self.bridge.lock
         self.image_pub = self.create_publisher(Image, p["image_topic"], SENSOR_QOS)
         self.episode_pub = self.create_publisher(String, p["episode_topic"], STATUS_QOS)
+        self.imu_pub = self.create_publisher(Imu, p["imu_topic"], SENSOR_QOS)
+        self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
+        self._next_imu = self._next_clock = 0.0  # sim time of the next message [s]
         if p["publish_instruction"]:
             self.instruction_pub = self.create_publisher(String, p["instruction_topic"],
                                                          INSTRUCTION_QOS)
@@ -121,16 +150,27 @@ class Go2SimNode(Node):
     def _sim_loop(self) -> None:
         try:
             self.bridge.run(stop=lambda: self._stop.is_set() or not self.context.ok(),
-                            after_batch=self._check_episode)
+                            after_batch=self._after_batch)
         except Exception as e:  # the robot "dies": the controller's state timeout takes over
             self.get_logger().fatal(f"simulation stopped: {type(e).__name__}: {e}")
             raise
 
-    def _check_episode(self) -> None:
+    def _after_batch(self) -> None:
+        """After each batch of physics steps (sim thread): episode check, /clock, IMU."""
         with self._lock:
             success, failure = self.env.checker.update(self.env.world_state())
             self.success = self.success or success
             self.failure = self.failure or failure
+            now = self.physics.time
+            state = self.physics.state() if now >= self._next_imu else None
+        if not self.context.ok():  # shutting down: the publishers are going away
+            return
+        if now >= self._next_clock:
+            self._next_clock = now + 1.0 / self.params["clock_rate_hz"]
+            self.clock_pub.publish(Clock(clock=Time(seconds=now).to_msg()))
+        if state is not None:
+            self._next_imu = now + 1.0 / self.params["imu_rate_hz"]
+            self.imu_pub.publish(imu_message(state, self.get_clock().now().to_msg()))
 
     def _render_frame(self) -> None:
         """Publish a frame rendered from a snapshot of the physics state."""

@@ -196,16 +196,19 @@ def spin_nodes(nodes: list, duration_s: float | None = None,
 
 def autostart(node: Any) -> Any:
     """Configure and activate a lifecycle node whose ``autostart`` parameter is true (what a
-    lifecycle manager would do); other nodes are returned as they are. RuntimeError when a
-    transition fails (the node logged why)."""
+    lifecycle manager would do); other nodes are returned as they are. A failed transition
+    (no robot, sport mode active) leaves the node where it stopped, motors untouched, logged
+    with how to retry: the rest of the stack keeps running, like a camera that is retrying."""
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
     if isinstance(node, LifecycleNode) and node.get_parameter("autostart").value:
         for name, transition in (("configure", node.trigger_configure),
                                  ("activate", node.trigger_activate)):
             if transition() != TransitionCallbackReturn.SUCCESS:
-                node.destroy_node()
-                raise RuntimeError(f"{node.get_name()}: {name} failed (see its log)")
+                node.get_logger().error(
+                    f"autostart: {name} failed; retry with `ros2 lifecycle set "
+                    f"{node.get_fully_qualified_name()} {name}`")
+                break
     return node
 
 
