@@ -8,8 +8,10 @@ exactly as on the robot. The task scene, instruction and success checker come fr
 its physics in real time on its own thread (slowed down, never skipped, when the machine cannot
 keep up); the episode report (std_msgs/String, JSON: task, seed, instruction, success, failure,
 base pose, goal) goes out at 2 Hz. The trunk IMU goes out as sensor_msgs/Imu (REP 145, frame
-base_link) and the simulation time as /clock (rosgraph_msgs/Clock), both from the physics
-thread at sim-time rates, so nodes launched with use_sim_time run on the simulated clock.
+base_link), the ground-truth trunk motion as nav_msgs/Odometry (odom -> base_link, REP 105:
+the sim's world frame is odom; twist in base_link) and the simulation time as /clock
+(rosgraph_msgs/Clock), all from the physics thread at sim-time rates, so nodes launched with
+use_sim_time run on the simulated clock.
 Frames are rendered on a second thread from a copy of the physics state, so LowState keeps its
 rate.
 """
@@ -24,6 +26,7 @@ import time
 
 import mujoco
 import numpy as np
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.time import Time
@@ -60,10 +63,11 @@ PARAMETERS = (
     ParamSpec("instruction_topic", INSTRUCTION_TOPIC, "where publish_instruction publishes"),
     ParamSpec("real_time_factor", 1.0, "sim seconds per wall second (upper bound)"),
     ParamSpec("imu_topic", "/imu/data", "sensor_msgs/Imu of the trunk IMU (frame base_link)"),
-    ParamSpec("imu_rate_hz", 50.0, "IMU publishing rate [Hz of sim time]"),
+    ParamSpec("odom_topic", "/odom", "nav_msgs/Odometry of the trunk (odom -> base_link)"),
+    ParamSpec("imu_rate_hz", 50.0, "IMU and odometry publishing rate [Hz of sim time]"),
     ParamSpec("clock_rate_hz", 100.0, "/clock publishing rate [Hz of sim time]"),
 )
-BASE_FRAME = "base_link"
+BASE_FRAME, ODOM_FRAME = "base_link", "odom"
 CLOCK_QOS = QoSProfile(depth=1)  # what rclpy's use_sim_time subscription expects (reliable)
 EPISODE_RATE_HZ = 2.0
 INSTRUCTION_SETTLE_S = 0.5  # after the first /instruction reader matched
@@ -82,6 +86,25 @@ def imu_message(state, stamp) -> Imu:
     ax, ay, az = (float(v) for v in state.accel)
     imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = ax, ay, az
     return imu
+
+
+def odometry_message(pos, quat, lin_vel_world, ang_vel_body, stamp) -> Odometry:
+    """nav_msgs/Odometry odom -> base_link: pose in odom (quaternion wxyz in), twist in
+    base_link (the world-frame velocity rotated into the trunk frame)."""
+    odom = Odometry()
+    odom.header.stamp, odom.header.frame_id = stamp, ODOM_FRAME
+    odom.child_frame_id = BASE_FRAME
+    pose = odom.pose.pose
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in pos)
+    w, x, y, z = (float(v) for v in quat)
+    pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = w, x, y, z
+    rotation = np.zeros(9)
+    mujoco.mju_quat2Mat(rotation, np.asarray(quat, dtype=np.float64))
+    vx, vy, vz = (float(v) for v in rotation.reshape(3, 3).T @ lin_vel_world)
+    twist = odom.twist.twist
+    twist.linear.x, twist.linear.y, twist.linear.z = vx, vy, vz
+    twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in ang_vel_body)
+    return odom
 
 
 class Go2SimNode(Node):
@@ -115,6 +138,7 @@ class Go2SimNode(Node):
         self.image_pub = self.create_publisher(Image, p["image_topic"], SENSOR_QOS)
         self.episode_pub = self.create_publisher(String, p["episode_topic"], STATUS_QOS)
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], SENSOR_QOS)
+        self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], SENSOR_QOS)
         self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
         self._next_imu = self._next_clock = 0.0  # sim time of the next message [s]
         if p["publish_instruction"]:
@@ -162,15 +186,21 @@ class Go2SimNode(Node):
             self.success = self.success or success
             self.failure = self.failure or failure
             now = self.physics.time
-            state = self.physics.state() if now >= self._next_imu else None
+            motion = None
+            if now >= self._next_imu:
+                motion = (self.physics.state(), *self.physics.base_pose(),
+                          *self.physics.base_velocity())
         if not self.context.ok():  # shutting down: the publishers are going away
             return
         if now >= self._next_clock:
             self._next_clock = now + 1.0 / self.params["clock_rate_hz"]
             self.clock_pub.publish(Clock(clock=Time(seconds=now).to_msg()))
-        if state is not None:
+        if motion is not None:
             self._next_imu = now + 1.0 / self.params["imu_rate_hz"]
-            self.imu_pub.publish(imu_message(state, self.get_clock().now().to_msg()))
+            state, pos, quat, lin_vel, ang_vel = motion
+            stamp = self.get_clock().now().to_msg()
+            self.imu_pub.publish(imu_message(state, stamp))
+            self.odom_pub.publish(odometry_message(pos, quat, lin_vel, ang_vel, stamp))
 
     def _render_frame(self) -> None:
         """Publish a frame rendered from a snapshot of the physics state."""
