@@ -1,7 +1,8 @@
 """controller_node as a managed (lifecycle) node over real DDS: a stand-in Go2 process
 (robot_dds_peer.py) records every rt/lowcmd, the test drives the transitions through the
 node's lifecycle services. Nothing reaches the motors before activate; activate stands up
-(position gains), deactivate damps; SIGINT ends the node within 2 s without a traceback."""
+(position gains), deactivate damps; the robot's IMU comes out as sensor_msgs/Imu; SIGINT
+ends the node within 2 s without a traceback."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ rclpy = pytest.importorskip("rclpy")
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from ros_procs import REPO, NodeProcess, Probe, isolated_domain  # noqa: E402
+from sensor_msgs.msg import Imu  # noqa: E402
+
+from more_policy.nodes.interfaces import SENSOR_QOS  # noqa: E402
 
 INACTIVE_S = 1.5  # configured but not active: must stay silent on rt/lowcmd
 ACTIVE_S = 2.0
@@ -53,6 +57,7 @@ def test_lifecycle_gates_lowcmd_and_sigint_is_clean(tmp_path):
     with isolated_domain():
         rclpy.init()
         probe = Probe("lifecycle_probe")
+        imus = probe.listen(Imu, "/imu/data", SENSOR_QOS)
         node = NodeProcess("more_policy.nodes.controller_node", {
             "autostart": "false", "dds_domain_id": sdk_domain, "network_interface": "lo",
             "standup_damping_s": 0.2, "standup_ramp_s": 0.5, "state_timeout_s": 0.5})
@@ -93,3 +98,10 @@ def test_lifecycle_gates_lowcmd_and_sigint_is_clean(tmp_path):
     assert code == 0, log
     assert seconds < 2.0, f"SIGINT took {seconds:.2f} s\n{log}"
     assert "Traceback" not in log, log
+    # the peer's standing robot: level (identity quaternion), +1 g on z
+    assert imus, "no sensor_msgs/Imu from LowState"
+    imu = imus[-1]
+    assert imu.header.frame_id == "base_link"
+    assert (imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z) == \
+        (1.0, 0.0, 0.0, 0.0)
+    assert imu.linear_acceleration.z == pytest.approx(9.81, abs=1e-3)

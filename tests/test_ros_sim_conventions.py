@@ -1,6 +1,6 @@
-"""go2_sim_node's ROS conventions over real DDS: sensor_msgs/Imu of the trunk (REP 145),
-nav_msgs/Odometry odom -> base_link (REP 105), /clock from the simulation, and SIGTERM ending
-the node within 2 s without a traceback."""
+"""go2_sim_node's ROS conventions over real DDS: nav_msgs/Odometry odom -> base_link
+(REP 105), /clock from the simulation, and SIGTERM ending the node within 2 s without a
+traceback."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from ros_procs import NodeProcess, Probe, isolated_domain  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import Imu  # noqa: E402
 
 from more_policy.nodes.interfaces import SENSOR_QOS  # noqa: E402
 
@@ -29,18 +28,17 @@ def seconds(stamp) -> float:
 
 
 @pytest.mark.timeout(120)
-def test_sim_publishes_imu_and_clock_and_stops_on_sigterm():
+def test_sim_publishes_odometry_and_clock_and_stops_on_sigterm():
     with isolated_domain():
         rclpy.init()
         probe = Probe("sim_conventions_probe")
-        imus = probe.listen(Imu, "/imu/data", SENSOR_QOS)
         clocks = probe.listen(Clock, "/clock", QoSProfile(depth=10))
         odoms = probe.listen(Odometry, "/odom", SENSOR_QOS)
         sim = NodeProcess("more_policy.nodes.go2_sim_node", {
             "dds_domain_id": random.randint(1, 99), "network_interface": "lo",
             "image_width": 80, "image_height": 60, "camera_rate_hz": 1.0})
         try:
-            assert probe.wait_for(lambda: min(len(imus), len(clocks), len(odoms)) >= 20, 60), \
+            assert probe.wait_for(lambda: min(len(clocks), len(odoms)) >= 20, 60), \
                 sim.output()
             elapsed, code = sim.stop_timed(signal.SIGTERM)
         finally:
@@ -55,20 +53,11 @@ def test_sim_publishes_imu_and_clock_and_stops_on_sigterm():
     times = [seconds(c.clock) for c in clocks]
     assert all(b > a for a, b in zip(times, times[1:])), "/clock must advance"
     assert times[0] < 10.0, "/clock is simulation time, not wall time"
-    imu = imus[-1]
-    assert imu.header.frame_id == "base_link"
-    quat = [imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z]
-    assert abs(np.linalg.norm(quat) - 1.0) < 1e-3
-    # No controller: the robot lies on the floor, the accelerometer reads about +1 g
-    accel = [imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z]
-    assert 7.0 < np.linalg.norm(accel) < 12.5, accel
-
     odom = odoms[-1]
     assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")
     position = [odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z]
     assert 0.0 < position[2] < 0.5, position  # the trunk above the floor, below standing height
-    # the trunk's orientation: the one the IMU reports (the same instant)
     orientation = odom.pose.pose.orientation
-    pose_quat = [orientation.w, orientation.x, orientation.y, orientation.z]
-    assert abs(abs(np.dot(pose_quat, quat)) - 1.0) < 0.05
+    quat = [orientation.w, orientation.x, orientation.y, orientation.z]
+    assert abs(np.linalg.norm(quat) - 1.0) < 1e-3
     assert abs(odom.twist.twist.linear.x) < 1.0  # lying still, not flying off

@@ -18,7 +18,7 @@ stream (nothing reaches rt/lowcmd before), deactivate damps, cleanup/shutdown cl
 ``autostart`` parameter (default true) drives configure + activate at start.
 
 The DDS domain and network interface select the robot (domain 0, its NIC) or the sim
-(loopback, its own domain). Publishes sensor_msgs/JointState every tick and
+(loopback, its own domain). Publishes sensor_msgs/JointState and sensor_msgs/Imu every tick and
 diagnostic_msgs/DiagnosticArray at ``diagnostics_rate_hz``.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool
 
 from more_msgs.msg import Go2Command
@@ -36,7 +36,14 @@ from more_policy.control.loop import ControlLoop
 from more_policy.control.safety import SafetyConfig, SafetyMonitor
 from more_policy.control.stand import StandUpConfig, StandUpSequence
 from more_policy.data.ros_messages import COMMAND_TOPIC, DIAGNOSTICS_TOPIC, JOINT_STATES_TOPIC
-from more_policy.nodes.interfaces import COMMAND_QOS, STATUS_QOS, ParamSpec, declare_parameters
+from more_policy.nodes.interfaces import (
+    COMMAND_QOS,
+    SENSOR_QOS,
+    STATUS_QOS,
+    ParamSpec,
+    declare_parameters,
+)
+from more_policy.nodes.messages import imu_message
 from more_policy.robot.go2 import JOINT_NAMES, MotorCommand
 
 CONTROLLERS = ("analytic", "wtw")
@@ -57,6 +64,8 @@ PARAMETERS = (
     ParamSpec("command_topic", COMMAND_TOPIC, "more_msgs/Go2Command input topic"),
     ParamSpec("estop_topic", "/more/estop", "std_msgs/Bool: true latches damping (e-stop)"),
     ParamSpec("joint_states_topic", JOINT_STATES_TOPIC, "sensor_msgs/JointState output topic"),
+    ParamSpec("imu_topic", "/imu/data",
+              "sensor_msgs/Imu from LowState's IMU (frame base_link), every control tick"),
     ParamSpec("diagnostics_topic", DIAGNOSTICS_TOPIC, "diagnostic_msgs/DiagnosticArray topic"),
     ParamSpec("control_rate_hz", 50.0, "control loop rate [Hz] (walk-these-ways: 50)"),
     ParamSpec("diagnostics_rate_hz", 2.0, "diagnostics publishing rate [Hz]"),
@@ -116,6 +125,7 @@ class ControllerNode(LifecycleNode):
         self._max_state_age = 0.0  # since the last diagnostics message [s]
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], STATUS_QOS)
+        self.imu_pub = self.create_publisher(Imu, p["imu_topic"], SENSOR_QOS)
         self.create_subscription(Go2Command, p["command_topic"], self._on_command, COMMAND_QOS)
         self.create_subscription(Bool, p["estop_topic"], self._on_estop, COMMAND_QOS)
         self.create_timer(self.control_dt, self._publish_joint_states)
@@ -246,6 +256,7 @@ class ControllerNode(LifecycleNode):
         joints.velocity = [float(v) for v in state.dq]
         joints.effort = [float(v) for v in state.tau]
         self.joint_pub.publish(joints)
+        self.imu_pub.publish(imu_message(state, joints.header.stamp))
 
     def _publish_diagnostics(self) -> None:
         loop, client = self.loop, self.client

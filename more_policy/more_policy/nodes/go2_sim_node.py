@@ -7,11 +7,11 @@ exactly as on the robot. The task scene, instruction and success checker come fr
 :func:`more_policy.sim.env.make_env`; :class:`~more_policy.sim.bridge.Go2SimBridge` advances
 its physics in real time on its own thread (slowed down, never skipped, when the machine cannot
 keep up); the episode report (std_msgs/String, JSON: task, seed, instruction, success, failure,
-base pose, goal) goes out at 2 Hz. The trunk IMU goes out as sensor_msgs/Imu (REP 145, frame
-base_link), the ground-truth trunk motion as nav_msgs/Odometry (odom -> base_link, REP 105:
-the sim's world frame is odom; twist in base_link) and the simulation time as /clock
-(rosgraph_msgs/Clock), all from the physics thread at sim-time rates, so nodes launched with
-use_sim_time run on the simulated clock.
+base pose, goal) goes out at 2 Hz. The ground-truth trunk motion goes out as nav_msgs/Odometry
+(odom -> base_link, REP 105: the sim's world frame is odom; twist in base_link) and the
+simulation time as /clock (rosgraph_msgs/Clock), both from the physics thread at sim-time
+rates, so nodes launched with use_sim_time run on the simulated clock. (The IMU reaches ROS as
+on the robot: controller_node publishes it from LowState.)
 Frames are rendered on a second thread from a copy of the physics state, so LowState keeps its
 rate.
 """
@@ -31,7 +31,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, Imu
+from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from more_policy.data.ros_messages import EPISODE_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC
@@ -42,7 +42,7 @@ from more_policy.nodes.interfaces import (
     ParamSpec,
     declare_parameters,
 )
-from more_policy.nodes.messages import rgb_to_image
+from more_policy.nodes.messages import BASE_FRAME, rgb_to_image
 from more_policy.sim import tasks
 from more_policy.sim.go2_mjcf import CAMERA_NAME
 from more_policy.sim.render import render_camera
@@ -62,30 +62,15 @@ PARAMETERS = (
               "publish the scene's instruction on instruction_topic at start"),
     ParamSpec("instruction_topic", INSTRUCTION_TOPIC, "where publish_instruction publishes"),
     ParamSpec("real_time_factor", 1.0, "sim seconds per wall second (upper bound)"),
-    ParamSpec("imu_topic", "/imu/data", "sensor_msgs/Imu of the trunk IMU (frame base_link)"),
     ParamSpec("odom_topic", "/odom", "nav_msgs/Odometry of the trunk (odom -> base_link)"),
-    ParamSpec("imu_rate_hz", 50.0, "IMU and odometry publishing rate [Hz of sim time]"),
+    ParamSpec("odom_rate_hz", 50.0, "odometry publishing rate [Hz of sim time]"),
     ParamSpec("clock_rate_hz", 100.0, "/clock publishing rate [Hz of sim time]"),
 )
-BASE_FRAME, ODOM_FRAME = "base_link", "odom"
+ODOM_FRAME = "odom"
 CLOCK_QOS = QoSProfile(depth=1)  # what rclpy's use_sim_time subscription expects (reliable)
 EPISODE_RATE_HZ = 2.0
 INSTRUCTION_SETTLE_S = 0.5  # after the first /instruction reader matched
 MAX_CATCH_UP_STEPS = 20  # physics steps per loop iteration before the sim slows down instead
-
-
-def imu_message(state, stamp) -> Imu:
-    """sensor_msgs/Imu from a RobotState (quaternion wxyz, body-frame gyro and accelerometer);
-    covariances unknown (zero, REP 145)."""
-    imu = Imu()
-    imu.header.stamp, imu.header.frame_id = stamp, BASE_FRAME
-    w, x, y, z = (float(v) for v in state.quat)
-    imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = w, x, y, z
-    gx, gy, gz = (float(v) for v in state.gyro)
-    imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = gx, gy, gz
-    ax, ay, az = (float(v) for v in state.accel)
-    imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = ax, ay, az
-    return imu
 
 
 def odometry_message(pos, quat, lin_vel_world, ang_vel_body, stamp) -> Odometry:
@@ -117,7 +102,7 @@ class Go2SimNode(Node):
         from more_policy.sim.env import make_env
 
         p = self.params = declare_parameters(self, PARAMETERS)
-        rates = ("camera_rate_hz", "real_time_factor", "imu_rate_hz", "clock_rate_hz")
+        rates = ("camera_rate_hz", "real_time_factor", "odom_rate_hz", "clock_rate_hz")
         if not all(p[name] > 0 for name in rates):
             raise ValueError(f"{', '.join(rates)} must be > 0")
         # No env controller: the robot's controller is across DDS, the bridge drives physics.
@@ -137,10 +122,9 @@ class Go2SimNode(Node):
         self._lock = self.bridge.lock
         self.image_pub = self.create_publisher(Image, p["image_topic"], SENSOR_QOS)
         self.episode_pub = self.create_publisher(String, p["episode_topic"], STATUS_QOS)
-        self.imu_pub = self.create_publisher(Imu, p["imu_topic"], SENSOR_QOS)
         self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], SENSOR_QOS)
         self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
-        self._next_imu = self._next_clock = 0.0  # sim time of the next message [s]
+        self._next_odom = self._next_clock = 0.0  # sim time of the next message [s]
         if p["publish_instruction"]:
             self.instruction_pub = self.create_publisher(String, p["instruction_topic"],
                                                          INSTRUCTION_QOS)
@@ -180,27 +164,23 @@ class Go2SimNode(Node):
             raise
 
     def _after_batch(self) -> None:
-        """After each batch of physics steps (sim thread): episode check, /clock, IMU."""
+        """After each batch of physics steps (sim thread): episode check, /clock, odometry."""
         with self._lock:
             success, failure = self.env.checker.update(self.env.world_state())
             self.success = self.success or success
             self.failure = self.failure or failure
             now = self.physics.time
             motion = None
-            if now >= self._next_imu:
-                motion = (self.physics.state(), *self.physics.base_pose(),
-                          *self.physics.base_velocity())
+            if now >= self._next_odom:
+                motion = (*self.physics.base_pose(), *self.physics.base_velocity())
         if not self.context.ok():  # shutting down: the publishers are going away
             return
         if now >= self._next_clock:
             self._next_clock = now + 1.0 / self.params["clock_rate_hz"]
             self.clock_pub.publish(Clock(clock=Time(seconds=now).to_msg()))
         if motion is not None:
-            self._next_imu = now + 1.0 / self.params["imu_rate_hz"]
-            state, pos, quat, lin_vel, ang_vel = motion
-            stamp = self.get_clock().now().to_msg()
-            self.imu_pub.publish(imu_message(state, stamp))
-            self.odom_pub.publish(odometry_message(pos, quat, lin_vel, ang_vel, stamp))
+            self._next_odom = now + 1.0 / self.params["odom_rate_hz"]
+            self.odom_pub.publish(odometry_message(*motion, self.get_clock().now().to_msg()))
 
     def _render_frame(self) -> None:
         """Publish a frame rendered from a snapshot of the physics state."""
