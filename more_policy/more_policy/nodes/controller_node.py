@@ -121,6 +121,7 @@ class ControllerNode(LifecycleNode):
         self.control_dt = 1.0 / p["control_rate_hz"]
         self.space = ActionSpace.load(p["action_space"]) if p["action_space"] else ActionSpace()
         self.client = None  # Go2Client, from configure to cleanup
+        self.controller = None  # the gait controller, from configure to cleanup
         self.loop: ControlLoop | None = None  # from activate to deactivate
         self._max_state_age = 0.0  # since the last diagnostics message [s]
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], STATUS_QOS)
@@ -148,7 +149,8 @@ class ControllerNode(LifecycleNode):
         io = Go2IOConfig(domain_id=p["dds_domain_id"], interface=p["network_interface"] or None,
                          stream_hz=p["lowcmd_stream_hz"] or 500.0)
         try:
-            build_controller(p["controller"], p["wtw_checkpoint"], self.control_dt, self.space)
+            controller = build_controller(p["controller"], p["wtw_checkpoint"],
+                                          self.control_dt, self.space)
             if p["release_sport_mode"]:
                 released = release_sport_mode(io)
                 self.get_logger().info(f"sport mode {released!r} released" if released else
@@ -156,7 +158,7 @@ class ControllerNode(LifecycleNode):
         except (ValueError, OSError, SportModeError) as e:
             self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
             return TransitionCallbackReturn.FAILURE
-        self.client = Go2Client(io)
+        self.controller, self.client = controller, Go2Client(io)
         self.get_logger().info(
             f"{p['controller']} controller at {p['control_rate_hz']:g} Hz on DDS domain "
             f"{p['dds_domain_id']} ({p['network_interface'] or 'auto'}): configured")
@@ -164,17 +166,15 @@ class ControllerNode(LifecycleNode):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         p = self.params
-        # A fresh controller, safety monitor and stand-up each time: activate clears a latched
-        # fault and always starts from damping.
-        controller = build_controller(p["controller"], p["wtw_checkpoint"], self.control_dt,
-                                      self.space)
+        # A fresh safety monitor and stand-up each time (the controller is reset on the first
+        # healthy tick): activate clears a latched fault and always starts from damping.
         monitor = SafetyMonitor(SafetyConfig(
             command_timeout_s=p["command_timeout_s"], state_timeout_s=p["state_timeout_s"],
             tilt_limit_rad=p["tilt_limit_rad"]), self.space)
         standup = StandUpSequence(StandUpConfig(
             damping_s=p["standup_damping_s"], ramp_s=p["standup_ramp_s"],
             control_dt=self.control_dt))
-        self.loop = ControlLoop(self.client, controller, monitor, standup)
+        self.loop = ControlLoop(self.client, self.controller, monitor, standup)
         if p["lowcmd_stream_hz"] > 0:
             self.client.start_streaming()
         self.loop.start()
@@ -209,7 +209,7 @@ class ControllerNode(LifecycleNode):
         self._damp()
         if self.client is not None:
             self.client.close()
-            self.client = None
+        self.client = self.controller = None
 
     # -- inputs ------------------------------------------------------------------------------
     def _on_command(self, msg: Go2Command) -> None:
