@@ -11,9 +11,8 @@ base pose, goal) goes out at 2 Hz. The ground-truth trunk motion goes out as nav
 (odom -> base_link, REP 105: the sim's world frame is odom; twist in base_link) and the
 simulation time as /clock (rosgraph_msgs/Clock), both from the physics thread at sim-time
 rates, so nodes launched with use_sim_time run on the simulated clock. (The IMU reaches ROS as
-on the robot: controller_node publishes it from LowState.)
-Frames are rendered on a second thread from a copy of the physics state, so LowState keeps its
-rate.
+on the robot: controller_node publishes it from LowState.) Frames are rendered on a second
+thread from a copy of the physics state, so LowState keeps its rate.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 ``more run sim`` / ``more run go2`` build the same node classes the launch files start, give
 each the same YAML parameter file (more_bringup/config/<stack>.yaml, one section per node
 name, exactly what ``ros2 launch`` passes), and spin them together in one multi-threaded rclpy
-executor. ``--record DIR`` also records the stack's topics to a rosbag2 (mcap) folder.
+executor. Lifecycle nodes (controller_node) are configured and activated as a lifecycle manager
+would (their ``autostart`` parameter) and deactivated before they are destroyed.
+``--record DIR`` also records the stack's topics to a rosbag2 (mcap) folder.
 
 The simulated robot (go2_sim_node) runs as a child process: it stands in for the Go2, which is
 its own computer, and the Unitree SDK keeps one DDS participant per process, in which a LowCmd
