@@ -20,6 +20,7 @@ from more_policy.nodes.runner import NODE_CLASSES, STACKS
 REPO = Path(__file__).resolve().parents[1]
 BRINGUP = REPO / "more_bringup"
 LAUNCH_FILES = sorted((BRINGUP / "launch").glob("*.launch.py"))
+ROS_PARAMETERS = {"use_sim_time"}  # declared by every rclpy node itself
 
 
 def console_scripts(setup_py: Path) -> dict[str, str]:
@@ -69,6 +70,8 @@ def launch_nodes(path: Path) -> tuple[list[dict], set[str], set[str]]:
             kw = {k.arg: k.value for k in call.keywords}
             files, overrides = [], set()
             for item in kw["parameters"].elts if "parameters" in kw else []:
+                if isinstance(item, ast.Name) and isinstance(assignments.get(item.id), ast.Dict):
+                    item = assignments[item.id]
                 if isinstance(item, ast.Dict):
                     overrides |= {k.value for k in item.keys}
                 else:
@@ -126,7 +129,7 @@ def test_parameter_files_exist_are_installed_and_declared(stack_name):
         config = BRINGUP / "config" / stack.config_file
         assert config.is_file() and "config/*.yaml" in installed
         declared = node_parameters(node["name"])
-        undeclared = node["overrides"] - set(declared)
+        undeclared = node["overrides"] - set(declared) - ROS_PARAMETERS
         assert not undeclared, f"{stack.launch_file} sets undeclared {undeclared}"
     sections = yaml.safe_load((BRINGUP / "config" / stack.config_file).read_text())
     # /**/<node>: the parameters apply whatever namespace the launch file puts the node in

@@ -6,8 +6,14 @@
 
 Release the Go2's sport mode first (Unitree app) and keep the e-stop at hand. camera_node
 publishes realsense-ros topic names, so the official realsense2_camera driver can replace it
-(launch it yourself and pass use_camera_node:=false). Parameters: config/go2.yaml (also read
-by `more run go2`).
+(launch it yourself and pass use_camera_node:=false).
+
+controller_node is a managed (lifecycle) node; by default it configures and activates itself
+(autostart). With autostart:=false it waits unconfigured for a lifecycle manager or for
+    ros2 lifecycle set /controller_node configure   # connects DDS, releases sport mode
+    ros2 lifecycle set /controller_node activate    # stands up, streams rt/lowcmd
+    ros2 lifecycle set /controller_node deactivate  # damps the motors
+Parameters: config/go2.yaml (also read by `more run go2`).
 """
 
 from launch import LaunchDescription
@@ -32,6 +38,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="network interface wired to the Go2"),
         DeclareLaunchArgument("use_camera_node", default_value="true",
                               description="false: a realsense2_camera driver you start yourself"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="false: controller_node waits for lifecycle "
+                              "transitions (ros2 lifecycle set) before it drives the motors"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="ROS namespace of every node (e.g. robot1); the YAML "
                               "sections are /**/<node>, so parameters apply in any namespace"),
@@ -44,7 +53,8 @@ def generate_launch_description() -> LaunchDescription:
             Node(package="more_policy", executable="controller_node", name="controller_node",
                  output="screen",
                  parameters=[config, {"network_interface": network_interface,
-                                      "action_space": checkpoint}]),  # the policy's ranges
+                                      "action_space": checkpoint,  # the policy's ranges
+                                      "autostart": LaunchConfiguration("autostart")}]),
             Node(package="more_policy", executable="policy_node", name="policy_node",
                  output="screen",
                  parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),

@@ -4,6 +4,11 @@
     ros2 topic pub --once /instruction \\
         std_msgs/msg/String "{data: 'go to the red ball'}"
 
+controller_node is a managed (lifecycle) node; by default it configures and activates itself
+(autostart). With autostart:=false it waits unconfigured for a lifecycle manager or for
+    ros2 lifecycle set /controller_node configure   # connects DDS
+    ros2 lifecycle set /controller_node activate    # stands up, streams rt/lowcmd
+    ros2 lifecycle set /controller_node deactivate  # damps the motors
 Parameters: config/sim.yaml (the same file `more run sim` reads on pip-only machines).
 """
 
@@ -20,6 +25,9 @@ def generate_launch_description() -> LaunchDescription:
     quantization = LaunchConfiguration("quantization")
     task = LaunchConfiguration("task")
     seed = LaunchConfiguration("seed")
+    # The sim publishes /clock; with use_sim_time every node (the sim too, which stamps its
+    # messages with its own clock) runs on simulated time.
+    sim_time = {"use_sim_time": LaunchConfiguration("use_sim_time")}
     return LaunchDescription([
         DeclareLaunchArgument("checkpoint", default_value="random-small",
                               description="MoRE checkpoint directory or random-tiny/random-small"),
@@ -27,6 +35,11 @@ def generate_launch_description() -> LaunchDescription:
                               description="backbone quantization: none | int8 | nf4"),
         DeclareLaunchArgument("task", default_value="go_to", description="simulated task"),
         DeclareLaunchArgument("seed", default_value="0", description="scene seed"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="true: every node runs on the sim's /clock"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="false: controller_node waits for lifecycle "
+                              "transitions (ros2 lifecycle set) before it drives the motors"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="ROS namespace of every node (e.g. robot1); the YAML "
                               "sections are /**/<node>, so parameters apply in any namespace"),
@@ -34,11 +47,13 @@ def generate_launch_description() -> LaunchDescription:
         GroupAction([
             PushRosNamespace(LaunchConfiguration("namespace")),
             Node(package="more_policy", executable="go2_sim_node", name="go2_sim_node",
-                 output="screen", parameters=[config, {"task": task, "seed": seed}]),
+                 output="screen", parameters=[config, {"task": task, "seed": seed}, sim_time]),
             Node(package="more_policy", executable="controller_node", name="controller_node",
-                 output="screen", parameters=[config]),
+                 output="screen",
+                 parameters=[config, {"autostart": LaunchConfiguration("autostart")}, sim_time]),
             Node(package="more_policy", executable="policy_node", name="policy_node",
                  output="screen",
-                 parameters=[config, {"checkpoint": checkpoint, "quantization": quantization}]),
+                 parameters=[config, {"checkpoint": checkpoint, "quantization": quantization},
+                             sim_time]),
         ]),
     ])

@@ -4,26 +4,30 @@ A thin wrapper around :class:`~more_policy.control.loop.ControlLoop` on its own 
 LowState from :class:`~more_policy.robot.go2_io.Go2Client`, the safe stand-up, then the gait
 controller (analytic or walk-these-ways) guarded by the safety monitor, which owns the fail-safe
 behaviour: a stale command brings the robot to a stand; a stale LowState, invalid sensor data,
-a tilt or joint limit or an e-stop latches damping (restart the node to clear), logged once with
-its reason. A command with terminate set becomes the stand command.
+a tilt or joint limit or an e-stop latches damping (deactivate and activate again, or restart
+the node, to clear), logged once with its reason. A command with terminate set becomes the
+stand command.
 
 The command ranges the safety layer clamps to are a parameter (``action_space``: the policy
 checkpoint's action_space.json), so they are the ranges the policy was trained with. On the
 robot, ``release_sport_mode`` checks and releases Unitree's sport-mode controller before the
 first LowCmd (MotionSwitcherClient), and refuses to start when that is not possible.
 
+A managed (lifecycle) node: configure connects DDS, activate starts the stand-up and the LowCmd
+stream (nothing reaches rt/lowcmd before), deactivate damps, cleanup/shutdown close DDS; the
+``autostart`` parameter (default true) drives configure + activate at start.
+
 The DDS domain and network interface select the robot (domain 0, its NIC) or the sim
-(loopback, its own domain). Publishes sensor_msgs/JointState every tick and
+(loopback, its own domain). Publishes sensor_msgs/JointState and sensor_msgs/Imu every tick and
 diagnostic_msgs/DiagnosticArray at ``diagnostics_rate_hz``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.node import Node
-from sensor_msgs.msg import JointState
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool
 
 from more_msgs.msg import Go2Command
@@ -32,12 +36,22 @@ from more_policy.control.loop import ControlLoop
 from more_policy.control.safety import SafetyConfig, SafetyMonitor
 from more_policy.control.stand import StandUpConfig, StandUpSequence
 from more_policy.data.ros_messages import COMMAND_TOPIC, DIAGNOSTICS_TOPIC, JOINT_STATES_TOPIC
-from more_policy.nodes.interfaces import COMMAND_QOS, STATUS_QOS, ParamSpec, declare_parameters
+from more_policy.nodes.interfaces import (
+    COMMAND_QOS,
+    SENSOR_QOS,
+    STATUS_QOS,
+    ParamSpec,
+    declare_parameters,
+)
+from more_policy.nodes.messages import imu_message
 from more_policy.robot.go2 import JOINT_NAMES, MotorCommand
 
 CONTROLLERS = ("analytic", "wtw")
 
 PARAMETERS = (
+    ParamSpec("autostart", True,
+              "configure and activate at start (node executable, `more run`); false: stay "
+              "unconfigured until `ros2 lifecycle set` or a lifecycle manager drives it"),
     ParamSpec("controller", "analytic",
               "low-level controller: analytic (gait generator) | wtw (walk-these-ways)"),
     ParamSpec("wtw_checkpoint", "",
@@ -50,6 +64,8 @@ PARAMETERS = (
     ParamSpec("command_topic", COMMAND_TOPIC, "more_msgs/Go2Command input topic"),
     ParamSpec("estop_topic", "/more/estop", "std_msgs/Bool: true latches damping (e-stop)"),
     ParamSpec("joint_states_topic", JOINT_STATES_TOPIC, "sensor_msgs/JointState output topic"),
+    ParamSpec("imu_topic", "/imu/data",
+              "sensor_msgs/Imu from LowState's IMU (frame base_link), every control tick"),
     ParamSpec("diagnostics_topic", DIAGNOSTICS_TOPIC, "diagnostic_msgs/DiagnosticArray topic"),
     ParamSpec("control_rate_hz", 50.0, "control loop rate [Hz] (walk-these-ways: 50)"),
     ParamSpec("diagnostics_rate_hz", 2.0, "diagnostics publishing rate [Hz]"),
@@ -87,68 +103,140 @@ def build_controller(kind: str, wtw_checkpoint: str, control_dt: float, space: A
     raise ValueError(f"parameter controller must be one of {CONTROLLERS}, got {kind!r}")
 
 
-class ControllerNode(Node):
-    """Thin rclpy wrapper around Go2Client + StandUpSequence + SafeController."""
+class ControllerNode(LifecycleNode):
+    """Managed (lifecycle) wrapper around Go2Client + StandUpSequence + SafeController.
+
+    configure connects DDS (and releases sport mode), activate starts the safe stand-up and
+    the LowCmd stream, deactivate damps (the stream keeps repeating the damping command),
+    cleanup/shutdown close DDS. Nothing reaches rt/lowcmd before activate. With ``autostart``
+    (the default) the node executable and ``more run`` configure and activate it at start;
+    false leaves it unconfigured for ``ros2 lifecycle set`` or a lifecycle manager.
+    """
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__("controller_node", **node_kwargs)
-        from more_policy.robot.go2_io import Go2Client, Go2IOConfig, release_sport_mode
-
         p = self.params = declare_parameters(self, PARAMETERS)
         if not p["control_rate_hz"] > 0:
             raise ValueError(f"control_rate_hz must be > 0, got {p['control_rate_hz']}")
         self.control_dt = 1.0 / p["control_rate_hz"]
         self.space = ActionSpace.load(p["action_space"]) if p["action_space"] else ActionSpace()
-        controller = build_controller(p["controller"], p["wtw_checkpoint"], self.control_dt,
-                                      self.space)
-        monitor = SafetyMonitor(SafetyConfig(
-            command_timeout_s=p["command_timeout_s"], state_timeout_s=p["state_timeout_s"],
-            tilt_limit_rad=p["tilt_limit_rad"]),
-            self.space)
-        standup = StandUpSequence(StandUpConfig(
-            damping_s=p["standup_damping_s"], ramp_s=p["standup_ramp_s"],
-            control_dt=self.control_dt))
-        io = Go2IOConfig(domain_id=p["dds_domain_id"], interface=p["network_interface"] or None,
-                         stream_hz=p["lowcmd_stream_hz"] or 500.0)
-        if p["release_sport_mode"]:
-            released = release_sport_mode(io)  # SportModeError: the node does not start
-            self.get_logger().info(f"sport mode {released!r} released" if released else
-                                   "no sport mode active: low-level control is free")
-        self.client = Go2Client(io)
-        if p["lowcmd_stream_hz"] > 0:
-            self.client.start_streaming()
-        self.loop = ControlLoop(self.client, controller, monitor, standup)
-        self.loop.start()
-
+        self.client = None  # Go2Client, from configure to cleanup
+        self.controller = None  # the gait controller, from configure to cleanup
+        self.loop: ControlLoop | None = None  # from activate to deactivate
         self._max_state_age = 0.0  # since the last diagnostics message [s]
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], STATUS_QOS)
+        self.imu_pub = self.create_publisher(Imu, p["imu_topic"], SENSOR_QOS)
         self.create_subscription(Go2Command, p["command_topic"], self._on_command, COMMAND_QOS)
         self.create_subscription(Bool, p["estop_topic"], self._on_estop, COMMAND_QOS)
         self.create_timer(self.control_dt, self._publish_joint_states)
         self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def is_active(self) -> bool:
+        return self.loop is not None
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        from more_policy.robot.go2_io import (
+            Go2Client,
+            Go2IOConfig,
+            SportModeError,
+            release_sport_mode,
+        )
+
+        p = self.params
+        io = Go2IOConfig(domain_id=p["dds_domain_id"], interface=p["network_interface"] or None,
+                         stream_hz=p["lowcmd_stream_hz"] or 500.0)
+        try:
+            controller = build_controller(p["controller"], p["wtw_checkpoint"],
+                                          self.control_dt, self.space)
+            if p["release_sport_mode"]:
+                released = release_sport_mode(io)
+                self.get_logger().info(f"sport mode {released!r} released" if released else
+                                       "no sport mode active: low-level control is free")
+        except (ValueError, OSError, SportModeError) as e:
+            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self.controller, self.client = controller, Go2Client(io)
         self.get_logger().info(
             f"{p['controller']} controller at {p['control_rate_hz']:g} Hz on DDS domain "
-            f"{p['dds_domain_id']} ({p['network_interface'] or 'auto'})")
+            f"{p['dds_domain_id']} ({p['network_interface'] or 'auto'}): configured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        p = self.params
+        # A fresh safety monitor and stand-up each time (the controller is reset on the first
+        # healthy tick): activate clears a latched fault and always starts from damping.
+        monitor = SafetyMonitor(SafetyConfig(
+            command_timeout_s=p["command_timeout_s"], state_timeout_s=p["state_timeout_s"],
+            tilt_limit_rad=p["tilt_limit_rad"]), self.space)
+        standup = StandUpSequence(StandUpConfig(
+            damping_s=p["standup_damping_s"], ramp_s=p["standup_ramp_s"],
+            control_dt=self.control_dt))
+        self.loop = ControlLoop(self.client, self.controller, monitor, standup)
+        if p["lowcmd_stream_hz"] > 0:
+            self.client.start_streaming()
+        self.loop.start()
+        self.get_logger().info("active: standing up, then tracking /more/command")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._damp()
+        self.get_logger().info("inactive: motors damped")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _damp(self) -> None:
+        """Stop the control loop and leave the motors damped, never on the last target."""
+        if self.loop is not None:
+            self.loop.stop()
+            self.client.send(MotorCommand.damping(self.loop.monitor.config.damping_kd))
+            self.loop = None
+
+    def _release(self) -> None:
+        self._damp()
+        if self.client is not None:
+            self.client.close()
+        self.client = self.controller = None
 
     # -- inputs ------------------------------------------------------------------------------
     def _on_command(self, msg: Go2Command) -> None:
+        loop = self.loop
+        if loop is None:  # not active: nothing drives the motors
+            return
         try:
             values = self.space.from_go2_command(msg)
         except ActionSpaceError as e:
             self.get_logger().warning(f"rejecting command: {e}", throttle_duration_sec=1.0)
-            self.loop.set_command(np.full(len(self.space), np.nan))  # counted as rejected
+            loop.set_command(np.full(len(self.space), np.nan))  # counted as rejected
             return
         if msg.terminate:  # the episode is over: stand still
             values = self.space.default_command()
-        self.loop.set_command(values)
+        loop.set_command(values)
 
     def _on_estop(self, msg: Bool) -> None:
-        if msg.data:
-            self.loop.estop("e-stop topic (restart the node to clear)")  # logged by the monitor
+        if msg.data and self.loop is not None:
+            # logged by the monitor
+            self.loop.estop("e-stop topic (deactivate + activate to clear)")
 
     # -- outputs -----------------------------------------------------------------------------
     def phase(self) -> str:
+        if self.client is None:
+            return "unconfigured"
+        if self.loop is None:
+            return "inactive (damped)"
         if self.loop.monitor.status.fault is not None:
             return "damping"
         if self.client.last_receive_time() is None:
@@ -156,10 +244,11 @@ class ControllerNode(Node):
         return "standing up" if not self.loop.stand_up.done else "walking"
 
     def _publish_joint_states(self) -> None:
-        state = self.client.latest_state()
+        client = self.client
+        state = client.latest_state() if client is not None else None
         if state is None:
             return
-        self._max_state_age = max(self._max_state_age, self.client.age())
+        self._max_state_age = max(self._max_state_age, client.age())
         joints = JointState()
         joints.header.stamp = self.get_clock().now().to_msg()
         joints.name = list(JOINT_NAMES)
@@ -167,55 +256,59 @@ class ControllerNode(Node):
         joints.velocity = [float(v) for v in state.dq]
         joints.effort = [float(v) for v in state.tau]
         self.joint_pub.publish(joints)
+        self.imu_pub.publish(imu_message(state, joints.header.stamp))
 
     def _publish_diagnostics(self) -> None:
-        monitor, stats = self.loop.monitor, self.client.stats
+        loop, client = self.loop, self.client
+        phase = self.phase()
+        if loop is None or client is None:  # unconfigured or inactive: nothing to report on
+            self._publish_status(DiagnosticStatus.WARN, phase, {"phase": phase})
+            return
+        monitor, stats = loop.monitor, client.stats
         status = monitor.status
         fault, detail = status.fault, status.detail
-        active = monitor.active_command(self.loop.clock())  # also refreshes command_timed_out
+        active = monitor.active_command(loop.clock())  # also refreshes command_timed_out
         timed_out = status.command_timed_out
         rejected, clamped = status.rejected_commands, status.clamped_commands
-        phase = self.phase()
         values = {
             "phase": phase, "fault": fault.value if fault else "", "fault_detail": detail,
             "action_space": self.params["action_space"] or "default",
             "command_timed_out": str(timed_out), "rejected_commands": str(rejected),
             "clamped_commands": str(clamped),
-            "lowstate_age_ms": f"{1e3 * self.client.age():.1f}",
+            "lowstate_age_ms": f"{1e3 * client.age():.1f}",
             "lowstate_max_age_ms": f"{1e3 * self._max_state_age:.1f}",
             "lowstate_received": str(stats.received), "lowstate_bad_crc": str(stats.bad_crc),
-            "lowcmd_sent": str(stats.sent), "control_ticks": str(self.loop.stats.ticks),
-            "tick_errors": str(self.loop.stats.errors),
+            "lowcmd_sent": str(stats.sent), "control_ticks": str(loop.stats.ticks),
+            "tick_errors": str(loop.stats.errors),
         }
         values.update({f"active_{n}": f"{v:.4f}" for n, v in zip(self.space.names, active)})
         self._max_state_age = 0.0
-        diag = DiagnosticStatus(name="more_controller", hardware_id="unitree_go2")
         if fault is not None:
-            diag.level, diag.message = DiagnosticStatus.ERROR, f"fault: {fault.value}"
+            self._publish_status(DiagnosticStatus.ERROR, f"fault: {fault.value}", values)
         elif phase != "walking":
-            diag.level, diag.message = DiagnosticStatus.WARN, phase
+            self._publish_status(DiagnosticStatus.WARN, phase, values)
         elif timed_out:
-            diag.level, diag.message = DiagnosticStatus.WARN, "no fresh command: standing"
+            self._publish_status(DiagnosticStatus.WARN, "no fresh command: standing", values)
         else:
-            diag.level, diag.message = DiagnosticStatus.OK, "tracking commands"
+            self._publish_status(DiagnosticStatus.OK, "tracking commands", values)
+
+    def _publish_status(self, level: bytes, message: str, values: dict[str, str]) -> None:
+        diag = DiagnosticStatus(name="more_controller", hardware_id="unitree_go2",
+                                level=level, message=message)
         diag.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[diag])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)
 
     def destroy_node(self) -> None:
-        self.loop.stop()
-        # Leave the motors damped, never on the last walking target.
-        self.client.send(MotorCommand.damping(self.loop.monitor.config.damping_kd))
-        self.client.close()
+        self._release()  # whatever state it is in: motors damped, DDS closed
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:
-    from more_policy.nodes.runner import spin_nodes
+    from more_policy.nodes.runner import autostart, node_main
 
-    rclpy.init(args=args)
-    spin_nodes([ControllerNode()])
+    node_main(lambda: autostart(ControllerNode()), args)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,12 @@ exactly as on the robot. The task scene, instruction and success checker come fr
 :func:`more_policy.sim.env.make_env`; :class:`~more_policy.sim.bridge.Go2SimBridge` advances
 its physics in real time on its own thread (slowed down, never skipped, when the machine cannot
 keep up); the episode report (std_msgs/String, JSON: task, seed, instruction, success, failure,
-base pose, goal) goes out at 2 Hz. Frames are rendered on a second thread from a copy of the
-physics state, so LowState keeps its rate.
+base pose, goal) goes out at 2 Hz. The ground-truth trunk motion goes out as nav_msgs/Odometry
+(odom -> base_link, REP 105: the sim's world frame is odom; twist in base_link) and the
+simulation time as /clock (rosgraph_msgs/Clock), both from the physics thread at sim-time
+rates, so nodes launched with use_sim_time run on the simulated clock. (The IMU reaches ROS as
+on the robot: controller_node publishes it from LowState.) Frames are rendered on a second
+thread from a copy of the physics state, so LowState keeps its rate.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import time
 
 import mujoco
 import numpy as np
-import rclpy
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -34,7 +41,7 @@ from more_policy.nodes.interfaces import (
     ParamSpec,
     declare_parameters,
 )
-from more_policy.nodes.messages import rgb_to_image
+from more_policy.nodes.messages import BASE_FRAME, rgb_to_image
 from more_policy.sim import tasks
 from more_policy.sim.go2_mjcf import CAMERA_NAME
 from more_policy.sim.render import render_camera
@@ -54,10 +61,34 @@ PARAMETERS = (
               "publish the scene's instruction on instruction_topic at start"),
     ParamSpec("instruction_topic", INSTRUCTION_TOPIC, "where publish_instruction publishes"),
     ParamSpec("real_time_factor", 1.0, "sim seconds per wall second (upper bound)"),
+    ParamSpec("odom_topic", "/odom", "nav_msgs/Odometry of the trunk (odom -> base_link)"),
+    ParamSpec("odom_rate_hz", 50.0, "odometry publishing rate [Hz of sim time]"),
+    ParamSpec("clock_rate_hz", 100.0, "/clock publishing rate [Hz of sim time]"),
 )
+ODOM_FRAME = "odom"
+CLOCK_QOS = QoSProfile(depth=1)  # what rclpy's use_sim_time subscription expects (reliable)
 EPISODE_RATE_HZ = 2.0
 INSTRUCTION_SETTLE_S = 0.5  # after the first /instruction reader matched
 MAX_CATCH_UP_STEPS = 20  # physics steps per loop iteration before the sim slows down instead
+
+
+def odometry_message(pos, quat, lin_vel_world, ang_vel_body, stamp) -> Odometry:
+    """nav_msgs/Odometry odom -> base_link: pose in odom (quaternion wxyz in), twist in
+    base_link (the world-frame velocity rotated into the trunk frame)."""
+    odom = Odometry()
+    odom.header.stamp, odom.header.frame_id = stamp, ODOM_FRAME
+    odom.child_frame_id = BASE_FRAME
+    pose = odom.pose.pose
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in pos)
+    w, x, y, z = (float(v) for v in quat)
+    pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = w, x, y, z
+    rotation = np.zeros(9)
+    mujoco.mju_quat2Mat(rotation, np.asarray(quat, dtype=np.float64))
+    vx, vy, vz = (float(v) for v in rotation.reshape(3, 3).T @ lin_vel_world)
+    twist = odom.twist.twist
+    twist.linear.x, twist.linear.y, twist.linear.z = vx, vy, vz
+    twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in ang_vel_body)
+    return odom
 
 
 class Go2SimNode(Node):
@@ -70,8 +101,9 @@ class Go2SimNode(Node):
         from more_policy.sim.env import make_env
 
         p = self.params = declare_parameters(self, PARAMETERS)
-        if not (p["camera_rate_hz"] > 0 and p["real_time_factor"] > 0):
-            raise ValueError("camera_rate_hz and real_time_factor must be > 0")
+        rates = ("camera_rate_hz", "real_time_factor", "odom_rate_hz", "clock_rate_hz")
+        if not all(p[name] > 0 for name in rates):
+            raise ValueError(f"{', '.join(rates)} must be > 0")
         # No env controller: the robot's controller is across DDS, the bridge drives physics.
         self.env = make_env(p["task"], seed=p["seed"], mode="physics",
                             image_size=(p["image_height"], p["image_width"]), render=False)
@@ -89,6 +121,9 @@ class Go2SimNode(Node):
         self._lock = self.bridge.lock
         self.image_pub = self.create_publisher(Image, p["image_topic"], SENSOR_QOS)
         self.episode_pub = self.create_publisher(String, p["episode_topic"], STATUS_QOS)
+        self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], SENSOR_QOS)
+        self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
+        self._next_odom = self._next_clock = 0.0  # sim time of the next message [s]
         if p["publish_instruction"]:
             self.instruction_pub = self.create_publisher(String, p["instruction_topic"],
                                                          INSTRUCTION_QOS)
@@ -122,16 +157,29 @@ class Go2SimNode(Node):
     def _sim_loop(self) -> None:
         try:
             self.bridge.run(stop=lambda: self._stop.is_set() or not self.context.ok(),
-                            after_batch=self._check_episode)
+                            after_batch=self._after_batch)
         except Exception as e:  # the robot "dies": the controller's state timeout takes over
             self.get_logger().fatal(f"simulation stopped: {type(e).__name__}: {e}")
             raise
 
-    def _check_episode(self) -> None:
+    def _after_batch(self) -> None:
+        """After each batch of physics steps (sim thread): episode check, /clock, odometry."""
         with self._lock:
             success, failure = self.env.checker.update(self.env.world_state())
             self.success = self.success or success
             self.failure = self.failure or failure
+            now = self.physics.time
+            motion = None
+            if now >= self._next_odom:
+                motion = (*self.physics.base_pose(), *self.physics.base_velocity())
+        if not self.context.ok():  # shutting down: the publishers are going away
+            return
+        if now >= self._next_clock:
+            self._next_clock = now + 1.0 / self.params["clock_rate_hz"]
+            self.clock_pub.publish(Clock(clock=Time(seconds=now).to_msg()))
+        if motion is not None:
+            self._next_odom = now + 1.0 / self.params["odom_rate_hz"]
+            self.odom_pub.publish(odometry_message(*motion, self.get_clock().now().to_msg()))
 
     def _render_frame(self) -> None:
         """Publish a frame rendered from a snapshot of the physics state."""
@@ -192,10 +240,9 @@ class Go2SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from more_policy.nodes.runner import spin_nodes
+    from more_policy.nodes.runner import node_main
 
-    rclpy.init(args=args)
-    spin_nodes([Go2SimNode()])
+    node_main(Go2SimNode, args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import numpy as np
 
 from more_policy.data.ros_messages import ImageError
 
+BASE_FRAME = "base_link"  # the trunk (REP 105), where the Go2's IMU sits
+
 
 def rgb_to_image(rgb: np.ndarray, stamp: Any = None, frame_id: str = "camera_color_optical_frame"):
     """(H, W, 3) uint8 RGB -> sensor_msgs/msg/Image (rgb8)."""
@@ -27,3 +29,19 @@ def rgb_to_image(rgb: np.ndarray, stamp: Any = None, frame_id: str = "camera_col
     msg.step = 3 * msg.width
     msg.data = np.ascontiguousarray(rgb).tobytes()
     return msg
+
+
+def imu_message(state: Any, stamp: Any):
+    """sensor_msgs/msg/Imu from a RobotState (quaternion wxyz, body-frame gyro and accelerometer);
+    covariances unknown (zero, REP 145)."""
+    from sensor_msgs.msg import Imu
+
+    imu = Imu()
+    imu.header.stamp, imu.header.frame_id = stamp, BASE_FRAME
+    w, x, y, z = (float(v) for v in state.quat)
+    imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = w, x, y, z
+    gx, gy, gz = (float(v) for v in state.gyro)
+    imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = gx, gy, gz
+    ax, ay, az = (float(v) for v in state.accel)
+    imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = ax, ay, az
+    return imu

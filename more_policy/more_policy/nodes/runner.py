@@ -3,7 +3,9 @@
 ``more run sim`` / ``more run go2`` build the same node classes the launch files start, give
 each the same YAML parameter file (more_bringup/config/<stack>.yaml, one section per node
 name, exactly what ``ros2 launch`` passes), and spin them together in one multi-threaded rclpy
-executor. ``--record DIR`` also records the stack's topics to a rosbag2 (mcap) folder.
+executor. Lifecycle nodes (controller_node) are configured and activated as a lifecycle manager
+would (their ``autostart`` parameter) and deactivated before they are destroyed.
+``--record DIR`` also records the stack's topics to a rosbag2 (mcap) folder.
 
 The simulated robot (go2_sim_node) runs as a child process: it stands in for the Go2, which is
 its own computer, and the Unitree SDK keeps one DDS participant per process, in which a LowCmd
@@ -112,9 +114,9 @@ def build_nodes(stack: Stack, config_file: Path, overrides: dict[str, dict[str, 
             if name in stack.child_processes:
                 continue
             params = [Parameter(k, value=v) for k, v in overrides.get(name, {}).items()]
-            nodes.append(node_class(name)(
+            nodes.append(autostart(node_class(name)(
                 cli_args=["--ros-args", "--params-file", str(config_file)],
-                parameter_overrides=params))
+                parameter_overrides=params)))
     except BaseException:  # leave nothing half-started (threads, DDS endpoints)
         for node in reversed(nodes):
             node.destroy_node()
@@ -188,9 +190,38 @@ def spin_nodes(nodes: list, duration_s: float | None = None,
             pool.shutdown(wait=True)
         executor.shutdown()
         for node in reversed(nodes):
+            deactivate(node)
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def autostart(node: Any) -> Any:
+    """Configure and activate a lifecycle node whose ``autostart`` parameter is true (what a
+    lifecycle manager would do); other nodes are returned as they are. A failed transition
+    (no robot, sport mode active) leaves the node where it stopped, motors untouched, logged
+    with how to retry: the rest of the stack keeps running, like a camera that is retrying."""
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+    if isinstance(node, LifecycleNode) and node.get_parameter("autostart").value:
+        for name, transition in (("configure", node.trigger_configure),
+                                 ("activate", node.trigger_activate)):
+            if transition() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error(
+                    f"autostart: {name} failed; retry with `ros2 lifecycle set "
+                    f"{node.get_fully_qualified_name()} {name}`")
+                break
+    return node
+
+
+def deactivate(node: Any) -> None:
+    """Deactivate an active lifecycle node before it is destroyed (its motors damp)."""
+    import rclpy
+
+    # After Ctrl-C the context is gone and the transition event cannot be published;
+    # destroy_node then leaves the hardware safe by itself.
+    if getattr(node, "is_active", False) and rclpy.ok():
+        node.trigger_deactivate()
 
 
 def node_main(make_node: Callable[[], Any], args: list[str] | None = None) -> NoReturn:
