@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from more_policy.actions import ActionSpace, ActionSpaceError
-from more_policy.control.gait_governor import circular_step, support_deficit
+from more_policy.control.gait_governor import blend_to_trot, circular_step, support_deficit
 from more_policy.robot.go2 import (
     DAMPING_KD,
     JOINT_LOWER,
@@ -149,6 +149,12 @@ class EnvelopeConfig:
     # has none): slower, and a faster step so the unsupported phase is short.
     unsupported_deficit: float = 0.02  # m of support deficit (gait_governor.support_deficit)
     max_unsupported_speed: float = 1.0  # m/s
+    # They only walk slowly: faster their feet slip (MuJoCo: a pronk commanded 0.6 m/s makes
+    # 0.12 m/s, a bound turning in place at 1 rad/s turns the other way), so commanded faster
+    # than unsupported_gait_speed the gait blends towards a trot, fully from trot_speed.
+    unsupported_gait_speed: float = 0.5  # m/s; a turn at w counts as w * turn_radius
+    trot_speed: float = 0.6  # m/s
+    turn_radius: float = 1.0  # m
     min_unsupported_frequency: float = 4.0  # Hz: at 3.5 a bound or pronk pitches at > 3.5 rad/s
 
 
@@ -157,8 +163,10 @@ class CommandEnvelope:
 
     Per control tick, on the command in actions.py order and units:
 
-    1. gait: the executed (phase, offset, bound) moves towards the commanded one along the
-       shorter way round the circle at ``gait_slew_rate`` (a gait switch never jumps the feet);
+    1. gait: commanded faster than ``unsupported_gait_speed`` (or turning), a gait without
+       support blends towards a trot, fully at ``trot_speed``; the executed (phase, offset,
+       bound) moves towards that along the shorter way round the circle at
+       ``gait_slew_rate`` (a gait switch never jumps the feet);
     2. velocities: |vx| <= max_speed, |vy| <= max_lateral, both inside the diamond of the two,
        |yaw| <= max_yaw_rate; the centripetal load |v| |yaw| <= max_lateral_acceleration by
        slowing down (the path's curvature is kept); an unsupported gait (pace, bound, pronk)
@@ -199,12 +207,6 @@ class CommandEnvelope:
     def apply(self, command: np.ndarray) -> np.ndarray:
         cfg, dt = self.config, self.dt
         out = self.space.clip(command)
-        target_gait = np.remainder(out[self._gait], 1.0)
-        if self.gait is None:
-            self.gait = target_gait
-        self.gait = circular_step(self.gait, target_gait, cfg.gait_slew_rate * dt)
-        out[self._gait] = self.gait
-
         vx, vy, w = out[self._vel]
         target = np.array([np.clip(vx, -cfg.max_speed, cfg.max_speed),
                            np.clip(vy, -cfg.max_lateral, cfg.max_lateral),
@@ -212,7 +214,19 @@ class CommandEnvelope:
         load = abs(target[0]) / cfg.max_speed + abs(target[1]) / cfg.max_lateral
         if load > 1.0:
             target[:2] /= load
+
         width = max(out[self._posture[2]], cfg.min_stance_width)
+        target_gait = np.remainder(out[self._gait], 1.0)
+        if self.deficit(target_gait, width) > cfg.unsupported_deficit:
+            motion = max(float(np.hypot(*target[:2])), abs(target[2]) * cfg.turn_radius)
+            blend = (motion - cfg.unsupported_gait_speed) / max(
+                cfg.trot_speed - cfg.unsupported_gait_speed, 1e-9)
+            target_gait = blend_to_trot(target_gait, float(np.clip(blend, 0.0, 1.0)))
+        if self.gait is None:
+            self.gait = target_gait
+        self.gait = circular_step(self.gait, target_gait, cfg.gait_slew_rate * dt)
+        out[self._gait] = self.gait
+
         unsupported = self.deficit(self.gait, width) > cfg.unsupported_deficit
         speed = float(np.hypot(*target[:2]))
         limit = cfg.max_unsupported_speed if unsupported else cfg.max_speed
