@@ -150,7 +150,7 @@ class ScriptedExpert:
             look = p.path[-1]
         alpha = math.remainder(math.atan2(look[1] - xy[1], look[0] - xy[0]) - yaw, math.tau)
         v = float(np.clip(STOP_GAIN * left, 0.0, self.instruction.speed))
-        if left < (0.08 if p.unload else 0.04):
+        if left < 0.04:
             v = 0.0
         v *= max(0.15, math.cos(alpha)) ** 2  # slow down to turn; on the spot when far off
         if p.crouch or self.scene.task == "go_through":
