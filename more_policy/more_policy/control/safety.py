@@ -154,7 +154,7 @@ class EnvelopeConfig:
     # than unsupported_gait_speed the gait blends towards a trot, fully from trot_speed.
     unsupported_gait_speed: float = 0.5  # m/s; a turn at w counts as w * turn_radius
     trot_speed: float = 0.6  # m/s
-    turn_radius: float = 1.0  # m
+    turn_radius: float = 2.5  # m: from 0.2 rad/s on a turn blends (a pronk barely turns)
     min_unsupported_frequency: float = 4.0  # Hz: at 3.5 a bound or pronk pitches at > 3.5 rad/s
 
 
@@ -218,7 +218,11 @@ class CommandEnvelope:
         width = max(out[self._posture[2]], cfg.min_stance_width)
         target_gait = np.remainder(out[self._gait], 1.0)
         if self.deficit(target_gait, width) > cfg.unsupported_deficit:
-            motion = max(float(np.hypot(*target[:2])), abs(target[2]) * cfg.turn_radius)
+            # a turn counts less while sidestepping: a trot stepping sideways while turning
+            # fast is the demo's fall (issue 14), there the commanded gait stays
+            sidestep = min(abs(target[1]) / cfg.max_lateral, 1.0)
+            motion = max(float(np.hypot(*target[:2])),
+                         abs(target[2]) * cfg.turn_radius * (1.0 - sidestep))
             blend = (motion - cfg.unsupported_gait_speed) / max(
                 cfg.trot_speed - cfg.unsupported_gait_speed, 1e-9)
             target_gait = blend_to_trot(target_gait, float(np.clip(blend, 0.0, 1.0)))
