@@ -211,6 +211,7 @@ class CommandEnvelope:
         target = np.array([np.clip(vx, -cfg.max_speed, cfg.max_speed),
                            np.clip(vy, -cfg.max_lateral, cfg.max_lateral),
                            np.clip(w, -cfg.max_yaw_rate, cfg.max_yaw_rate)])
+        asked = target.copy()  # the gait blend goes by the speed asked for
         load = abs(target[0]) / cfg.max_speed + abs(target[1]) / cfg.max_lateral
         if load > 1.0:
             target[:2] /= load
@@ -220,9 +221,9 @@ class CommandEnvelope:
         if self.deficit(target_gait, width) > cfg.unsupported_deficit:
             # a turn counts less while sidestepping: a trot stepping sideways while turning
             # fast is the demo's fall (issue 14), there the commanded gait stays
-            sidestep = min(abs(target[1]) / cfg.max_lateral, 1.0)
-            motion = max(float(np.hypot(*target[:2])),
-                         abs(target[2]) * cfg.turn_radius * (1.0 - sidestep))
+            sidestep = abs(asked[1]) / cfg.max_lateral
+            motion = max(float(np.hypot(*asked[:2])),
+                         abs(asked[2]) * cfg.turn_radius * (1.0 - sidestep))
             blend = (motion - cfg.unsupported_gait_speed) / max(
                 cfg.trot_speed - cfg.unsupported_gait_speed, 1e-9)
             target_gait = blend_to_trot(target_gait, float(np.clip(blend, 0.0, 1.0)))
