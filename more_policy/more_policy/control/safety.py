@@ -218,7 +218,8 @@ class CommandEnvelope:
 
         width = max(out[self._posture[2]], cfg.min_stance_width)
         target_gait = np.remainder(out[self._gait], 1.0)
-        if self.deficit(target_gait, width) > cfg.unsupported_deficit:
+        asked_unsupported = self.deficit(target_gait, width) > cfg.unsupported_deficit
+        if asked_unsupported:
             # a turn counts less while sidestepping: a trot stepping sideways while turning
             # fast is the demo's fall (issue 14), there the commanded gait stays
             sidestep = abs(asked[1]) / cfg.max_lateral
@@ -245,7 +246,7 @@ class CommandEnvelope:
                         [cfg.max_deceleration] * 2 + [2 * cfg.max_yaw_acceleration]) * dt
         self.velocity += np.clip(target - self.velocity, -rate, rate)
         out[self._vel] = self.velocity
-        if unsupported:
+        if unsupported or asked_unsupported:  # the trot it blends into steps as fast
             out[self._frequency] = max(out[self._frequency], cfg.min_unsupported_frequency)
 
         posture = out[self._posture]
