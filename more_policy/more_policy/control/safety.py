@@ -154,8 +154,10 @@ class EnvelopeConfig:
     # than unsupported_gait_speed the gait blends towards a trot, fully from trot_speed.
     unsupported_gait_speed: float = 0.5  # m/s; a turn at w counts as w * turn_radius
     trot_speed: float = 0.6  # m/s
-    turn_radius: float = 2.5  # m: from 0.2 rad/s on a turn blends (a pronk barely turns)
-    min_unsupported_frequency: float = 4.0  # Hz: at 3.5 a bound or pronk pitches at > 3.5 rad/s
+    turn_radius: float = 2.5  # m: turning from 0.2 rad/s blends (a pronk barely turns)
+    # Hz, also for the trot they blend into: at 3.5 a bound or pronk pitches at > 3.5 rad/s,
+    # a 2 Hz trot sidestepping and turning after the corner commands fell
+    min_unsupported_frequency: float = 4.0
 
 
 class CommandEnvelope:
@@ -163,15 +165,17 @@ class CommandEnvelope:
 
     Per control tick, on the command in actions.py order and units:
 
-    1. gait: commanded faster than ``unsupported_gait_speed`` (or turning), a gait without
-       support blends towards a trot, fully at ``trot_speed``; the executed (phase, offset,
+    1. gait: commanded faster than ``unsupported_gait_speed`` (or turning faster than that
+       over ``turn_radius``, unless sidestepping), a gait without support blends towards a
+       trot, fully at ``trot_speed``; the executed (phase, offset,
        bound) moves towards that along the shorter way round the circle at
        ``gait_slew_rate`` (a gait switch never jumps the feet);
     2. velocities: |vx| <= max_speed, |vy| <= max_lateral, both inside the diamond of the two,
        |yaw| <= max_yaw_rate; the centripetal load |v| |yaw| <= max_lateral_acceleration by
        slowing down (the path's curvature is kept); an unsupported gait (pace, bound, pronk)
        at most max_unsupported_speed. Then ramped: max_acceleration up, max_deceleration down;
-    3. step frequency: an unsupported gait steps at >= min_unsupported_frequency;
+    3. step frequency: an unsupported gait, or one commanded and blended into a trot, steps
+       at >= min_unsupported_frequency;
     4. posture: stance width >= min_stance_width; while moving the walking envelope (width,
        swing height, body height, pitch); height, pitch, width and swing slewed;
     5. terminate passes through.
