@@ -147,8 +147,9 @@ class ScriptedExpert:
         self._prev_xy = xy
         p = self.plan
         s = p.project(xy)
-        # also by the straight distance: a robot that drifted off the path is not there yet
-        left = max(p.goal_s - s, float(np.linalg.norm(p.path[-1] - xy)) - p.stop_distance)
+        left = p.goal_s - s
+        if not p.unload:  # also by the straight distance: one that drifted off is not there
+            left = max(left, float(np.linalg.norm(p.path[-1] - xy)) - p.stop_distance)
         look = p.point_at(s + self.lookahead)
         if np.linalg.norm(look - xy) < 0.05:
             look = p.path[-1]
