@@ -155,6 +155,9 @@ class EnvelopeConfig:
     unsupported_gait_speed: float = 0.5  # m/s; a turn at w counts as w * turn_radius
     trot_speed: float = 0.6  # m/s
     turn_radius: float = 2.5  # m: turning from 0.2 rad/s blends (a pronk barely turns)
+    # s from a full trot back to the commanded gait: the trunk still moves while the command
+    # slows (a pace returning in 0.25 s at 0.7 m/s pitched over)
+    trot_release_s: float = 1.0
     # Hz, also for the trot they blend into: at 3.5 a bound or pronk pitches at > 3.5 rad/s,
     # a 2 Hz trot sidestepping and turning after the corner commands fell
     min_unsupported_frequency: float = 4.0
@@ -197,6 +200,7 @@ class CommandEnvelope:
     def reset(self) -> None:
         self.velocity = np.zeros(3)  # executed vx, vy, yaw rate
         self.gait: np.ndarray | None = None  # executed (phase, offset, bound), set on first use
+        self.trot_blend = 0.0  # how far an unsupported gait is blended towards a trot
         self.posture: np.ndarray | None = None  # executed height, pitch, width, swing
 
     def deficit(self, gait: np.ndarray, stance_width: float, duration: float = 0.5) -> float:
@@ -229,9 +233,12 @@ class CommandEnvelope:
             sidestep = abs(asked[1]) / cfg.max_lateral
             motion = max(float(np.hypot(*asked[:2])),
                          abs(asked[2]) * cfg.turn_radius * (1.0 - sidestep))
-            blend = (motion - cfg.unsupported_gait_speed) / max(
-                cfg.trot_speed - cfg.unsupported_gait_speed, 1e-9)
-            target_gait = blend_to_trot(target_gait, float(np.clip(blend, 0.0, 1.0)))
+            blend = float(np.clip((motion - cfg.unsupported_gait_speed) / max(
+                cfg.trot_speed - cfg.unsupported_gait_speed, 1e-9), 0.0, 1.0))
+            self.trot_blend = max(blend, self.trot_blend - dt / cfg.trot_release_s)
+            target_gait = blend_to_trot(target_gait, self.trot_blend)
+        else:
+            self.trot_blend = 0.0
         if self.gait is None:
             self.gait = target_gait
         self.gait = circular_step(self.gait, target_gait, cfg.gait_slew_rate * dt)
