@@ -95,6 +95,19 @@ def test_envelope_blends_unsupported_gaits_towards_a_trot_when_fast(dims, trot):
     np.testing.assert_allclose(out[gait], blend_to_trot(np.zeros(3), 0.5), atol=1e-6)
 
 
+def test_envelope_trot_blend_releases_slowly_when_the_command_slows():
+    env = CommandEnvelope()
+    cfg = env.config
+    gait = [SPACE.index(n) for n in ("gait_phase", "gait_offset", "gait_bound")]
+    for _ in range(150):
+        env.apply(command(vel_x=1.5, gait_phase=0.0))  # a fast pronk: a trot
+    release = round(cfg.trot_release_s / DT)
+    outs = [env.apply(command(vel_x=0.3, gait_phase=0.0)) for _ in range(2 * release)]
+    to_trot = np.remainder(outs[release // 4][gait] - [0.5, 0.0, 0.0] + 0.5, 1.0) - 0.5
+    assert np.abs(to_trot).max() < 0.25  # a quarter of the release in: still mostly a trot
+    np.testing.assert_allclose(outs[-1][gait], [0.0, 0.0, 0.0], atol=1e-9)  # pronk again
+
+
 def test_envelope_walking_posture_only_while_moving():
     extreme = dict(body_height=0.10, body_pitch=0.4, stance_width=0.10, swing_height=0.18)
     posture = [SPACE.index(n) for n in ("body_height", "body_pitch", "stance_width",
