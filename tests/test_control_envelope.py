@@ -14,6 +14,7 @@ import pytest
 from more_policy.actions import WTW_SLOTS, ActionSpace
 from more_policy.control.gait import GaitController
 from more_policy.control.gait_clock import WTW_TO_SDK_FEET, foot_phases
+from more_policy.control.gait_governor import blend_to_trot
 from more_policy.control.loop import ControlLoop
 from more_policy.control.safety import CommandEnvelope, EnvelopeConfig, SafetyMonitor
 from more_policy.control.wtw import projected_gravity
@@ -57,14 +58,54 @@ def test_envelope_ramps_gait_switches_and_slows_unsupported_gaits():
     env = CommandEnvelope()
     cfg = env.config
     gait = [SPACE.index(n) for n in ("gait_phase", "gait_offset", "gait_bound")]
-    env.apply(command(vel_x=1.5))  # a trot
-    outs = [env.apply(command(vel_x=1.5, gait_phase=0.0)) for _ in range(150)]  # -> pronk
+    slow = cfg.unsupported_gait_speed
+    env.apply(command(vel_x=slow))  # a trot
+    outs = [env.apply(command(vel_x=slow, gait_phase=0.0)) for _ in range(150)]  # -> pronk
     executed = np.array([o[gait] for o in outs])
     steps = np.abs(np.remainder(np.diff(executed, axis=0) + 0.5, 1.0) - 0.5)
     assert steps.max() <= cfg.gait_slew_rate * DT + 1e-9  # no foot jumps
     np.testing.assert_allclose(executed[-1], [0.0, 0.0, 0.0], atol=1e-9)  # pronk arrived
-    assert outs[-1][0] == pytest.approx(cfg.max_unsupported_speed)
     assert outs[-1][SPACE.index("step_frequency")] >= cfg.min_unsupported_frequency
+    # without the blend to a trot, a fast pronk is capped
+    unblended = CommandEnvelope(EnvelopeConfig(unsupported_gait_speed=2.5, trot_speed=3.0))
+    for _ in range(150):
+        out = unblended.apply(command(vel_x=1.5, gait_phase=0.0))
+    assert out[0] == pytest.approx(cfg.max_unsupported_speed)
+
+
+@pytest.mark.parametrize("dims,trot", [
+    (dict(vel_x=1.5), True),  # fast: a trot, at full speed
+    (dict(yaw_rate=1.0), True),  # turning in place: a trot
+    (dict(vel_x=0.3), False),  # slow: the pronk itself
+    (dict(vel_y=0.5, yaw_rate=1.05), False),  # the demo's sidestep while turning
+])
+def test_envelope_blends_unsupported_gaits_towards_a_trot_when_fast(dims, trot):
+    env = CommandEnvelope()
+    gait = [SPACE.index(n) for n in ("gait_phase", "gait_offset", "gait_bound")]
+    for _ in range(150):
+        out = env.apply(command(gait_phase=0.0, **dims))  # a pronk
+    np.testing.assert_allclose(out[gait], [0.5, 0.0, 0.0] if trot else [0.0, 0.0, 0.0],
+                               atol=1e-9)
+    if dims.get("vel_x", 0.0) > env.config.max_unsupported_speed:
+        assert out[0] == pytest.approx(env.config.max_speed)  # a trot's speed limit
+    halfway = CommandEnvelope()
+    between = (env.config.unsupported_gait_speed + env.config.trot_speed) / 2
+    for _ in range(150):
+        out = halfway.apply(command(vel_x=between, gait_phase=0.0))
+    np.testing.assert_allclose(out[gait], blend_to_trot(np.zeros(3), 0.5), atol=1e-6)
+
+
+def test_envelope_trot_blend_releases_slowly_when_the_command_slows():
+    env = CommandEnvelope()
+    cfg = env.config
+    gait = [SPACE.index(n) for n in ("gait_phase", "gait_offset", "gait_bound")]
+    for _ in range(150):
+        env.apply(command(vel_x=1.5, gait_phase=0.0))  # a fast pronk: a trot
+    release = round(cfg.trot_release_s / DT)
+    outs = [env.apply(command(vel_x=0.3, gait_phase=0.0)) for _ in range(2 * release)]
+    to_trot = np.remainder(outs[release // 4][gait] - [0.5, 0.0, 0.0] + 0.5, 1.0) - 0.5
+    assert np.abs(to_trot).max() < 0.25  # a quarter of the release in: still mostly a trot
+    np.testing.assert_allclose(outs[-1][gait], [0.0, 0.0, 0.0], atol=1e-9)  # pronk again
 
 
 def test_envelope_walking_posture_only_while_moving():

@@ -7,8 +7,9 @@ Same command interface as the walk-these-ways runner (the 12-d MoRE command, rea
    from the legs in sensed ground contact;
 2. the command envelope (:class:`~more_policy.control.safety.CommandEnvelope`, shared with
    the walk-these-ways runner) turns the command into one the controller keeps upright:
-   velocity, acceleration and turning limits, slower and faster-stepping gaits without
-   support under the trunk, slewed gait and posture, a walking posture envelope; the
+   velocity, acceleration and turning limits, gaits without support under the trunk slower,
+   faster-stepping and blended towards a trot when fast or turning (they barely move
+   otherwise), slewed gait and posture, a walking posture envelope; the
    governor (:mod:`gait_governor`) adds the closed-loop tilt fallback to a trot;
 3. every foot's phase from the gait index and the executed (phase, offset, bound) -- the
    walk-these-ways family: trot, pace, bound, pronk and every blend; stance for the first

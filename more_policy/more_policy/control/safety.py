@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from more_policy.actions import ActionSpace, ActionSpaceError
-from more_policy.control.gait_governor import circular_step, support_deficit
+from more_policy.control.gait_governor import blend_to_trot, circular_step, support_deficit
 from more_policy.robot.go2 import (
     DAMPING_KD,
     JOINT_LOWER,
@@ -149,7 +149,18 @@ class EnvelopeConfig:
     # has none): slower, and a faster step so the unsupported phase is short.
     unsupported_deficit: float = 0.02  # m of support deficit (gait_governor.support_deficit)
     max_unsupported_speed: float = 1.0  # m/s
-    min_unsupported_frequency: float = 4.0  # Hz: at 3.5 a bound or pronk pitches at > 3.5 rad/s
+    # They only walk slowly: faster their feet slip (MuJoCo: a pronk commanded 0.6 m/s makes
+    # 0.12 m/s, a bound turning in place at 1 rad/s turns the other way), so commanded faster
+    # than unsupported_gait_speed the gait blends towards a trot, fully from trot_speed.
+    unsupported_gait_speed: float = 0.5  # m/s; a turn at w counts as w * turn_radius
+    trot_speed: float = 0.6  # m/s
+    turn_radius: float = 2.5  # m: turning from 0.2 rad/s blends (a pronk barely turns)
+    # s from a full trot back to the commanded gait: the trunk still moves while the command
+    # slows (a pace returning in 0.25 s at 0.7 m/s pitched over)
+    trot_release_s: float = 1.0
+    # Hz, also for the trot they blend into: at 3.5 a bound or pronk pitches at > 3.5 rad/s,
+    # a 2 Hz trot sidestepping and turning after the corner commands fell
+    min_unsupported_frequency: float = 4.0
 
 
 class CommandEnvelope:
@@ -157,13 +168,17 @@ class CommandEnvelope:
 
     Per control tick, on the command in actions.py order and units:
 
-    1. gait: the executed (phase, offset, bound) moves towards the commanded one along the
-       shorter way round the circle at ``gait_slew_rate`` (a gait switch never jumps the feet);
+    1. gait: commanded faster than ``unsupported_gait_speed`` (or turning faster than that
+       over ``turn_radius``, unless sidestepping), a gait without support blends towards a
+       trot, fully at ``trot_speed``; the executed (phase, offset,
+       bound) moves towards that along the shorter way round the circle at
+       ``gait_slew_rate`` (a gait switch never jumps the feet);
     2. velocities: |vx| <= max_speed, |vy| <= max_lateral, both inside the diamond of the two,
        |yaw| <= max_yaw_rate; the centripetal load |v| |yaw| <= max_lateral_acceleration by
        slowing down (the path's curvature is kept); an unsupported gait (pace, bound, pronk)
        at most max_unsupported_speed. Then ramped: max_acceleration up, max_deceleration down;
-    3. step frequency: an unsupported gait steps at >= min_unsupported_frequency;
+    3. step frequency: an unsupported gait, or one commanded and blended into a trot, steps
+       at >= min_unsupported_frequency;
     4. posture: stance width >= min_stance_width; while moving the walking envelope (width,
        swing height, body height, pitch); height, pitch, width and swing slewed;
     5. terminate passes through.
@@ -185,6 +200,7 @@ class CommandEnvelope:
     def reset(self) -> None:
         self.velocity = np.zeros(3)  # executed vx, vy, yaw rate
         self.gait: np.ndarray | None = None  # executed (phase, offset, bound), set on first use
+        self.trot_blend = 0.0  # how far an unsupported gait is blended towards a trot
         self.posture: np.ndarray | None = None  # executed height, pitch, width, swing
 
     def deficit(self, gait: np.ndarray, stance_width: float, duration: float = 0.5) -> float:
@@ -199,20 +215,35 @@ class CommandEnvelope:
     def apply(self, command: np.ndarray) -> np.ndarray:
         cfg, dt = self.config, self.dt
         out = self.space.clip(command)
+        vx, vy, w = out[self._vel]
+        target = np.array([np.clip(vx, -cfg.max_speed, cfg.max_speed),
+                           np.clip(vy, -cfg.max_lateral, cfg.max_lateral),
+                           np.clip(w, -cfg.max_yaw_rate, cfg.max_yaw_rate)])
+        asked = target.copy()  # the gait blend goes by the speed asked for
+        load = abs(target[0]) / cfg.max_speed + abs(target[1]) / cfg.max_lateral
+        if load > 1.0:
+            target[:2] /= load
+
+        width = max(out[self._posture[2]], cfg.min_stance_width)
         target_gait = np.remainder(out[self._gait], 1.0)
+        asked_unsupported = self.deficit(target_gait, width) > cfg.unsupported_deficit
+        if asked_unsupported:
+            # a turn counts less while sidestepping: a trot stepping sideways while turning
+            # fast is the demo's fall (issue 14), there the commanded gait stays
+            sidestep = abs(asked[1]) / cfg.max_lateral
+            motion = max(float(np.hypot(*asked[:2])),
+                         abs(asked[2]) * cfg.turn_radius * (1.0 - sidestep))
+            blend = float(np.clip((motion - cfg.unsupported_gait_speed) / max(
+                cfg.trot_speed - cfg.unsupported_gait_speed, 1e-9), 0.0, 1.0))
+            self.trot_blend = max(blend, self.trot_blend - dt / cfg.trot_release_s)
+            target_gait = blend_to_trot(target_gait, self.trot_blend)
+        else:
+            self.trot_blend = 0.0
         if self.gait is None:
             self.gait = target_gait
         self.gait = circular_step(self.gait, target_gait, cfg.gait_slew_rate * dt)
         out[self._gait] = self.gait
 
-        vx, vy, w = out[self._vel]
-        target = np.array([np.clip(vx, -cfg.max_speed, cfg.max_speed),
-                           np.clip(vy, -cfg.max_lateral, cfg.max_lateral),
-                           np.clip(w, -cfg.max_yaw_rate, cfg.max_yaw_rate)])
-        load = abs(target[0]) / cfg.max_speed + abs(target[1]) / cfg.max_lateral
-        if load > 1.0:
-            target[:2] /= load
-        width = max(out[self._posture[2]], cfg.min_stance_width)
         unsupported = self.deficit(self.gait, width) > cfg.unsupported_deficit
         speed = float(np.hypot(*target[:2]))
         limit = cfg.max_unsupported_speed if unsupported else cfg.max_speed
@@ -226,7 +257,7 @@ class CommandEnvelope:
                         [cfg.max_deceleration] * 2 + [2 * cfg.max_yaw_acceleration]) * dt
         self.velocity += np.clip(target - self.velocity, -rate, rate)
         out[self._vel] = self.velocity
-        if unsupported:
+        if unsupported or asked_unsupported:  # the trot it blends into steps as fast
             out[self._frequency] = max(out[self._frequency], cfg.min_unsupported_frequency)
 
         posture = out[self._posture]

@@ -39,6 +39,9 @@ UNLOAD_STILL_SPEED = 0.03  # m/s: standing still enough to tilt for the ball
 AVOID_CLEARANCE = OBSTACLE_SIZE[1] + 0.55  # m: obstacle half width + robot half length + margin
 STOP_DISTANCES = {"go_to": 0.65, "distinguish": 0.8, "go_avoid": 0.65,
                   "unload": sim_env.BALL_DROP_FRONT}
+# Facing the target when stopped (rad): inside the tasks' bearing checks (distinguish 5 deg,
+# go_to 20 deg). A gait without support drifts in yaw on the last, slow metres.
+FACE_TOLERANCE = {"distinguish": 0.05, "go_to": 0.15, "go_avoid": 0.15}
 
 
 @dataclass
@@ -145,12 +148,14 @@ class ScriptedExpert:
         p = self.plan
         s = p.project(xy)
         left = p.goal_s - s
+        if not p.unload:  # also by the straight distance: one that drifted off is not there
+            left = max(left, float(np.linalg.norm(p.path[-1] - xy)) - p.stop_distance)
         look = p.point_at(s + self.lookahead)
         if np.linalg.norm(look - xy) < 0.05:
             look = p.path[-1]
         alpha = math.remainder(math.atan2(look[1] - xy[1], look[0] - xy[0]) - yaw, math.tau)
         v = float(np.clip(STOP_GAIN * left, 0.0, self.instruction.speed))
-        if left < (0.08 if p.unload else 0.04):
+        if left < 0.04:
             v = 0.0
         v *= max(0.15, math.cos(alpha)) ** 2  # slow down to turn; on the spot when far off
         if p.crouch or self.scene.task == "go_through":
@@ -166,7 +171,7 @@ class ScriptedExpert:
         vy = 0.0
         if self.scene.task == "go_avoid":  # face the target, walk the path sideways
             v, vy, omega = self._sidestep(xy, yaw, look, left)
-        face_focus = p.unload or self.scene.task == "distinguish"
+        face_focus = p.unload or self.scene.task in FACE_TOLERANCE
         if left < 0.08:  # at the goal: face the focus point (target box, tray) or hold
             focus = p.path[-1]
             alpha = math.remainder(math.atan2(focus[1] - xy[1], focus[0] - xy[0]) - yaw,
@@ -182,7 +187,8 @@ class ScriptedExpert:
             self._unload_steps += 1
             self.finished = float(pose[4]) >= sim_env.BALL_RELEASE_PITCH
         elif not p.unload:
-            self.finished = at_goal and (not face_focus or abs(alpha) < 0.05)
+            self.finished = at_goal and (not face_focus
+                                         or abs(alpha) < FACE_TOLERANCE[self.scene.task])
         cmd[11] = 1.0 if self.finished else 0.0
         return self.space.clip(cmd)
 
