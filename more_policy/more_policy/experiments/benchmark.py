@@ -187,12 +187,12 @@ def run_table1(cfg: BenchmarkConfig) -> dict:
     """Table I rows on held-out scenes; write table1.json and table1.md under ``cfg.out``."""
     from more_policy.baselines.oracle import OraclePolicy
     from more_policy.experiments.ablation import interval
-    from more_policy.sim.evaluate import ExpertPolicy, RandomPolicy, load_policy
+    from more_policy.sim.evaluate import ExpertPolicy, RandomPolicy, make_eval_policy
 
     rows = {"Random": RandomPolicy(), "Blind": _fit_blind(cfg),
             "Perception oracle": OraclePolicy()}
     if cfg.cnn:
-        rows["CNN baseline"] = load_policy(cfg.cnn)
+        rows["CNN baseline"] = make_eval_policy(cfg.cnn)
     rows["Scripted expert"] = ExpertPolicy()
     table = {"config": vars(cfg), "rows": {}}
     for name, policy in rows.items():
