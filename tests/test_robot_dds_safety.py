@@ -4,7 +4,6 @@ one control tick, a stale command stops the robot within 0.6 s."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from child_env import python_env
 
 from more_policy.actions import ActionSpace
 from more_policy.control.gait import GaitController
@@ -32,13 +32,6 @@ TRANSPORT_SLACK_S = 0.06  # DDS loopback and scheduling on a loaded 2-core machi
 def sdk_domain() -> int:
     """The SDK keeps one DDS domain per process: reuse it if a test already chose one."""
     return channels_domain() or random.randint(1, 99)
-
-
-def python_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "more_policy"),
-                                                      env.get("PYTHONPATH")]))
-    return env
 
 
 def stand_against_peer(domain: int, out: Path, peer_args: list[str], config: SafetyConfig,

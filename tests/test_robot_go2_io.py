@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from child_env import python_env
 
 from more_policy.robot.go2 import MotorCommand, RobotState
 from more_policy.robot.go2_io import (
@@ -142,9 +142,7 @@ def sdk_domain() -> int:
 
 
 def run_peer(domain: int, seconds: float, out: Path, corrupt_every: int = 0):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [
-        str(Path(__file__).parents[1] / "more_policy"), env.get("PYTHONPATH")]))
+    env = python_env()
     return subprocess.Popen([sys.executable, str(PEER), "--domain", str(domain), "--seconds",
                              str(seconds), "--corrupt-every", str(corrupt_every), "--out",
                              str(out)], env=env)

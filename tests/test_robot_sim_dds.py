@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from child_env import python_env
 
 from more_policy.actions import ActionSpace
 from more_policy.control.gait import GaitController
@@ -30,9 +29,7 @@ SPACE = ActionSpace()
 def test_controller_and_sim_over_dds_stand_up_and_walk(tmp_path):
     domain = channels_domain() or random.randint(1, 99)
     log = tmp_path / "bridge.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [
-        str(Path(__file__).parents[1] / "more_policy"), env.get("PYTHONPATH")]))
+    env = python_env()
     bridge = subprocess.Popen(
         [sys.executable, "-m", "more_policy.sim.cli", "sim-bridge", "--domain", str(domain),
          "--seconds", "8", "--start-lying", "--log", str(log)], env=env)

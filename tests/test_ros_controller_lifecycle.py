@@ -7,7 +7,6 @@ ends the node within 2 s without a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -20,6 +19,7 @@ pytestmark = [pytest.mark.ros]
 
 rclpy = pytest.importorskip("rclpy")
 
+from child_env import python_env  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from ros_procs import REPO, NodeProcess, Probe, isolated_domain  # noqa: E402
@@ -70,8 +70,7 @@ def test_lifecycle_gates_lowcmd_and_sigint_is_clean(tmp_path):
                 [sys.executable, str(REPO / "tests" / "robot_dds_peer.py"), "--domain",
                  str(sdk_domain), "--out", str(out), "--stand", "--hz", "200", "--wait-peer",
                  "0", "--seconds", str(INACTIVE_S + ACTIVE_S + 3.0)],
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                    filter(None, [str(REPO / "more_policy"), os.environ.get("PYTHONPATH")]))})
+                env=python_env())
             time.sleep(INACTIVE_S)
             activate_sent = time.monotonic()
             change_state(probe, Transition.TRANSITION_ACTIVATE)
