@@ -68,7 +68,8 @@ def test_installed_node_executable_runs_with_the_venv_python(install):
                     break
             assert any("policy ready" in line for line in lines), "".join(lines)
             os.killpg(proc.pid, signal.SIGINT)
-            assert proc.wait(timeout=10) == 0
+            rest, _ = proc.communicate(timeout=10)
+            assert proc.returncode == 0, "".join(lines) + rest
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -161,10 +161,11 @@ def spin_nodes(nodes: list, duration_s: float | None = None,
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    executor = MultiThreadedExecutor(num_threads=max(4, 2 * len(nodes)))
-    for node in nodes:
-        executor.add_node(node)
-    try:
+    executor = None
+    try:  # a Ctrl-C may land before spin starts (right after the nodes are built): same exit
+        executor = MultiThreadedExecutor(num_threads=max(4, 2 * len(nodes)))
+        for node in nodes:
+            executor.add_node(node)
         if duration_s is None:
             executor.spin()
         else:
@@ -185,10 +186,11 @@ def spin_nodes(nodes: list, duration_s: float | None = None,
         # thread pool nor for the handler of its own wake-up guard, which it destroys at once:
         # let the pool finish first (else a callback dies on a destroyed handle and rclpy
         # prints "exception was never retrieved" at exit), then shut the executor down.
-        pool = getattr(executor, "_executor", None)
-        if pool is not None:
-            pool.shutdown(wait=True)
-        executor.shutdown()
+        if executor is not None:
+            pool = getattr(executor, "_executor", None)
+            if pool is not None:
+                pool.shutdown(wait=True)
+            executor.shutdown()
         for node in reversed(nodes):
             deactivate(node)
             node.destroy_node()
