@@ -111,6 +111,8 @@ def test_tiny_pretrain_resumes_exactly_and_loads_as_a_fuyu_checkpoint(tmp_path):
     # interrupted after step 2: drop the last checkpoint and resume from step 2
     shutil.rmtree(latest_checkpoint(tmp_path / "run"))
     assert latest_checkpoint(tmp_path / "run").name == "step_0000002"
+    with pytest.raises(ValueError, match="max_steps"):  # another schedule: refused, not mixed
+        pretrain(replace(cfg, max_steps=6))
     resumed = pretrain(replace(cfg, save_dir=str(tmp_path / "resumed")))
     a = FuyuForCausalLM.from_pretrained(straight, local_files_only=True)
     b = FuyuForCausalLM.from_pretrained(resumed, local_files_only=True)

@@ -8,10 +8,10 @@ from more_policy.pretrain.train import PretrainConfig
 
 
 def sim_fuyu() -> PretrainConfig:
-    """artifacts/backbones/sim-fuyu-256 (hidden 256, 4 layers, 96 px, patch 16; 3.9 M
+    """artifacts/backbones/sim-fuyu-256 (hidden 256, 4 layers, 96 px, patch 12; 3.9 M
     parameters, 7.6 MB in bf16), 4000 steps of batch 16 on 7200 frames: 0.6-1.4 s/step on one
-    core (40-90 min by load); a 600-step run was not enough (artifacts/results/pretrain-sim-fuyu-256-600:
-    VQA at the answer priors)."""
+    core (40-90 min by load). A 600-step run was not enough
+    (artifacts/results/pretrain-sim-fuyu-256-600: VQA at the answer priors)."""
     return PretrainConfig()
 
 

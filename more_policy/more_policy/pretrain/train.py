@@ -80,6 +80,29 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
+RUN_INDEPENDENT = ("progress", "save_dir")  # settings a resumed run may change
+
+
+def _start_or_check_run(out_dir: Path, cfg: PretrainConfig, resume: bool) -> None:
+    """A fresh run clears the old checkpoints and metrics (the data cache stays); a resumed one
+    must have the configuration it was started with, or its schedule and batches would change."""
+    config_file = out_dir / "pretrain_config.json"
+    wanted = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items()
+              if k not in RUN_INDEPENDENT}
+    if resume and latest_checkpoint(out_dir) is not None and config_file.exists():
+        saved = {k: v for k, v in json.loads(config_file.read_text()).items()
+                 if k not in RUN_INDEPENDENT}
+        changed = sorted(k for k in wanted.keys() | saved.keys() if wanted.get(k) != saved.get(k))
+        if changed:
+            raise ValueError(f"{out_dir} holds a run started with other settings "
+                             f"({', '.join(changed)}); resume it with those, or start over "
+                             "with --no-resume")
+    if not resume:
+        shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+        (out_dir / "metrics.csv").unlink(missing_ok=True)
+    config_file.write_text(json.dumps(asdict(cfg), indent=2))
+
+
 def _save_checkpoint(out_dir: Path, step: int, model, optimizer, scheduler, keep: int) -> None:
     final = out_dir / CHECKPOINTS / f"step_{step:07d}"
     tmp = out_dir / CHECKPOINTS / f".tmp_step_{step:07d}"
@@ -123,7 +146,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = True) -> Path:
     torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    _start_or_check_run(out_dir, cfg, resume)
     size = cfg.shape.image_size
     train_split = load_or_render(out_dir / "data" / "train.npz", cfg.train_split, cfg.seed, size,
                                  cfg.progress)
