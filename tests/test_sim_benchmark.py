@@ -158,6 +158,11 @@ def test_blind_schedules_are_open_loop_and_fail_held_out_go_to():
     assert result.tasks["go_to"] <= 0.25
 
 
+def test_table1_rows_cannot_shadow_the_built_in_ones():
+    with pytest.raises(ValueError, match="Scripted expert"):
+        BenchmarkConfig(policies={"Scripted expert": "random-tiny"})
+
+
 def test_wilson_interval():
     lo, hi = wilson(16, 16)
     assert hi == 1.0 and 0.79 < lo < 0.81
@@ -175,8 +180,11 @@ def test_gates_and_table1_commands_write_their_reports(tmp_path):
     assert report["gates"]["expert_physics"]["per_task"] == {"go_to": 1.0}
     assert report["passed"] == all(g["passed"] for g in report["gates"].values())
     assert "| observability | >= 0.95 |" in (tmp_path / "gates.md").read_text()
+    cfg.policies = {"Untrained MoRE": "random-tiny"}  # any `more eval --policy` spec
     table = run_table1(cfg)  # reuses the gates' evaluations (out/runs)
-    assert list(table["rows"]) == ["Random", "Blind", "Perception oracle", "Scripted expert"]
+    assert list(table["rows"]) == ["Random", "Blind", "Perception oracle", "Untrained MoRE",
+                                   "Scripted expert"]
+    assert table["rows"]["Untrained MoRE"]["go_to"]["episodes"] == 2
     expert = table["rows"]["Scripted expert"]["go_to"]
     assert expert["success"] == 1.0 and expert["episodes"] == 2
     assert expert["success_ci95"][1] == 1.0 and expert["success_ci95"][0] < 0.5

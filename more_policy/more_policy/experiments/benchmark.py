@@ -2,6 +2,7 @@
 
     more benchmark gates --out artifacts/results/benchmark     # gates.json, gates.md
     more benchmark table1 --out artifacts/results/benchmark [--cnn DIR]   # table1.json, .md
+        [--policy "MoRE=artifacts/more-small" ...]   # more rows: any `more eval --policy` spec
 
 Gates (each printed with its figure and target):
 - observability: share of scripted-expert frames (up to terminate) with a task-relevant
@@ -10,7 +11,8 @@ Gates (each printed with its figure and target):
 - blind (best open-loop schedule fitted on training scenes, seed 0) <= 0.10 per task;
 - scripted expert >= 0.95 per task in command and physics modes.
 Everything is evaluated on held-out scenes (eval seed 10000 by default). Table I rows: random,
-blind, perception oracle, CNN baseline (when a checkpoint directory is given) and the expert;
+blind, perception oracle, CNN baseline (when a checkpoint directory is given), any named
+policies (MoRE checkpoints, their IL variant) and the expert;
 success with a 95 % Wilson interval, progress with a 95 % t-interval, per task.
 """
 
@@ -20,7 +22,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 EVAL_SEED, TRAIN_SEED = 10000, 0
@@ -41,6 +43,12 @@ class BenchmarkConfig:
     train_seed: int = TRAIN_SEED
     tasks: str = "all"
     cnn: str | None = None  # CNN baseline checkpoint directory (Table I row)
+    policies: dict[str, str] = field(default_factory=dict)  # row name -> policy spec
+
+    def __post_init__(self) -> None:
+        reserved = {"Random", "Blind", "Perception oracle", "CNN baseline", "Scripted expert"}
+        if clash := reserved & set(self.policies):
+            raise ValueError(f"row names {sorted(clash)} are taken by the built-in rows")
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:
@@ -193,6 +201,8 @@ def run_table1(cfg: BenchmarkConfig) -> dict:
             "Perception oracle": OraclePolicy()}
     if cfg.cnn:
         rows["CNN baseline"] = make_eval_policy(cfg.cnn)
+    for name, spec in cfg.policies.items():
+        rows[name] = make_eval_policy(spec)
     rows["Scripted expert"] = ExpertPolicy()
     table = {"config": vars(cfg), "rows": {}}
     for name, policy in rows.items():
@@ -250,11 +260,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         q.add_argument("--eval-seed", type=int, default=defaults.eval_seed)
         q.add_argument("--tasks", default="all")
         q.add_argument("--cnn", help="CNN baseline checkpoint directory (Table I row)")
+        q.add_argument("--policy", action="append", default=[], metavar="NAME=SPEC",
+                       help="another Table I row: a name and a `more eval --policy` spec "
+                            "(e.g. MoRE=artifacts/more-small); repeatable")
         q.set_defaults(func=func)
 
 
 def _config(args: argparse.Namespace) -> BenchmarkConfig:
-    return BenchmarkConfig(out=args.out, episodes=args.episodes,
+    policies = {}
+    for item in args.policy:
+        name, sep, spec = item.partition("=")
+        if not (sep and name.strip() and spec.strip()):
+            raise ValueError(f"--policy wants NAME=SPEC, got {item!r}")
+        policies[name.strip()] = spec.strip()
+    return BenchmarkConfig(policies=policies, out=args.out, episodes=args.episodes,
                            physics_episodes=args.physics_episodes,
                            blind_fit_episodes=args.blind_fit_episodes,
                            eval_seed=args.eval_seed, tasks=args.tasks, cnn=args.cnn)
