@@ -99,3 +99,23 @@ def test_local_checkpoint_directory_gets_action_tokens(tmp_path, fuyu):
     torch.testing.assert_close(policy.q_values(inputs), fuyu.q_values(inputs))
     policy.save_pretrained(tmp_path / "more")
     assert MoREPolicy.from_pretrained(tmp_path / "more", quantization="int8").quantization == "int8"
+
+
+def test_coordinate_channels_tell_each_patch_where_it_lies():
+    from transformers import FuyuConfig
+
+    from more_policy.model.fuyu import FuyuBackbone
+
+    adapter = FuyuBackbone()
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    plain = adapter.pixel_values(rgb, FuyuConfig(patch_size=16, num_channels=3))
+    coord = adapter.pixel_values(rgb, FuyuConfig(patch_size=16, num_channels=5))
+    assert plain.shape == (2, 4, 16 * 16 * 3) and coord.shape == (2, 4, 16 * 16 * 5)
+    pixels = coord.view(2, 4, 16, 16, 5)  # (row, col, channel) inside each patch
+    assert torch.equal(pixels[..., :3].reshape(2, 4, -1), plain)  # colours unchanged
+    # patch 1 is the top-right one: right half of the columns, top half of the rows
+    assert pixels[0, 1, 0, 0, 3] > 0 > pixels[0, 0, 0, 0, 3]
+    assert pixels[0, 2, 0, 0, 4] > 0 > pixels[0, 1, 0, 0, 4]
+    assert pixels[0, 3, -1, -1, 3:].tolist() == [1.0, 1.0]
+    with pytest.raises(BackboneError, match="4-channel"):
+        adapter.pixel_values(rgb, FuyuConfig(patch_size=16, num_channels=4))

@@ -25,6 +25,8 @@ paper's: 8 experts, top-2, rank 32, on every decoder FFN, plus the attention LoR
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from more_policy.experiments.config import DataConfig, ExperimentConfig, train_options
 from more_policy.model.config import MoREConfig
 
@@ -42,6 +44,21 @@ def small() -> ExperimentConfig:
         train_budget_s=45 * 60, eval_episodes=16)
 
 
+PRETRAINED_BACKBONE = "artifacts/backbones/sim-fuyu-256"  # `more pretrain`; from the repo root
+
+
+def small_pretrained() -> ExperimentConfig:
+    """'small' on the pretrained sim-world Fuyu (hidden 256, 4 layers, patch 12 at 96 px,
+    `more pretrain`) instead of the random tiny one, with 150 expert episodes per task and 100
+    failed ones per QUARD-Auto task (~32 k transitions; generating them takes ~10 min on one
+    core). Adapters as in 'small'; lr unchanged (not tuned)."""
+    cfg = small()
+    return cfg.with_overrides(
+        name="more-small-pretrained",
+        data=DataConfig(image_size=96, expert_episodes=150, failed_episodes=100),
+        model=replace(cfg.model, backbone=PRETRAINED_BACKBONE))
+
+
 def smoke() -> ExperimentConfig:
     """Seconds-sized: proves the pipeline end to end, learns nothing useful."""
     return ExperimentConfig(
@@ -55,7 +72,7 @@ def smoke() -> ExperimentConfig:
         max_train_steps=4, eval_episodes=1, eval_max_steps=8, eval_batch_size=1)
 
 
-PRESETS = {"small": small, "smoke": smoke}
+PRESETS = {"small": small, "small-pretrained": small_pretrained, "smoke": smoke}
 
 
 def preset(name: str) -> ExperimentConfig:

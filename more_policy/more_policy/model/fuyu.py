@@ -8,6 +8,20 @@ import torch
 from more_policy.model.backbones import BackboneAdapter, BackboneError, FFNSpec
 from more_policy.model.tokenizer import BOS_TOKEN, IMAGE_ROW_TOKEN, IMAGE_TOKEN
 
+# A Fuyu built with num_channels = 5 reads two extra channels per pixel: its column and row,
+# scaled to [-1, 1]. Fuyu's only notion of where a patch lies is rotary attention along the
+# token sequence, which a small model trained from scratch does not learn to turn into
+# "left / ahead / right" (measured: side questions at chance after 4000 pretraining steps);
+# Fuyu-8B checkpoints keep num_channels = 3 and are unaffected.
+COORDINATE_CHANNELS = ("column", "row")
+
+
+def coordinate_planes(height: int, width: int) -> torch.Tensor:
+    """(1, H, W, 2): each pixel's column and row in [-1, 1]."""
+    rows = torch.linspace(-1.0, 1.0, height).view(height, 1).expand(height, width)
+    cols = torch.linspace(-1.0, 1.0, width).view(1, width).expand(height, width)
+    return torch.stack([cols, rows], dim=-1).unsqueeze(0)
+
 
 class FuyuBackbone(BackboneAdapter):
     """Fuyu (the paper's backbone): raw 30x30 patches -> one linear -> Persimmon decoder."""
@@ -50,6 +64,13 @@ class FuyuBackbone(BackboneAdapter):
         if h % p or w % p:
             raise BackboneError(f"image size {h}x{w} is not a multiple of the patch size {p}")
         x = torch.from_numpy(images).float().mul_(2.0 / 255.0).sub_(1.0)
+        extra = config.num_channels - c
+        if extra == len(COORDINATE_CHANNELS):
+            x = torch.cat([x, coordinate_planes(h, w).expand(b, h, w, extra)], dim=-1)
+            c = config.num_channels
+        elif extra:
+            raise BackboneError(f"the backbone takes {config.num_channels}-channel patches; "
+                                f"images have {c} channels")
         x = x.view(b, h // p, p, w // p, p, c).permute(0, 1, 3, 2, 4, 5)
         return x.reshape(b, (h // p) * (w // p), p * p * c)
 

@@ -34,6 +34,7 @@ class BackboneShape:
     vocab_size: int = 1024
     patch_size: int = 12  # 96 px camera frames -> 8 x 8 patches
     image_size: int = 96
+    coordinate_channels: bool = True  # patches carry pixel column/row (model/fuyu.py says why)
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -50,7 +51,8 @@ class BackboneShape:
                     vocab_size=self.vocab_size, max_position_embeddings=512)
         return FuyuConfig(text_config=text, patch_size=self.patch_size,
                           image_size=self.image_size, image_token_id=base.image_token_id,
-                          pad_token_id=base.pad_token_id)
+                          pad_token_id=base.pad_token_id,
+                          num_channels=3 + 2 * self.coordinate_channels)
 
 
 def build_backbone(shape: BackboneShape, seed: int) -> tuple[FuyuForCausalLM,
