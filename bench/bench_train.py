@@ -1,7 +1,11 @@
 """CPU-seconds per RL and IL update of the 'small' preset, split by phase, against today's baseline.
 
-    python bench/bench_train.py                 # ~3 min on one idle core
-    python bench/bench_train.py --rounds 10     # steadier figures on a busy machine
+    python bench/bench_train.py                     # tiny, then the pretrained shape: ~3 min
+    python bench/bench_train.py --shape tiny --rounds 10   # steadier figures on a busy machine
+
+Two backbones: the preset's random 'tiny' Fuyu, and a random Fuyu of the pretrained backbone's
+shape (pretrain/model.py BackboneShape: hidden 256, 4 layers, patch 12 at 96 px), loaded from a
+checkpoint directory as the pretrained one will be, so that the figures hold after the switch.
 
 Both configurations live in this process and their steps are interleaved, so a machine shared
 with other jobs slows them alike. Times are this process's CPU time (one torch thread).
@@ -35,7 +39,8 @@ from common import Report
 from more_policy.actions import ActionSpace
 from more_policy.data import EpisodeDataset, EpisodeWriter
 from more_policy.experiments import preset
-from more_policy.model import QUART_PROMPT_TEMPLATE
+from more_policy.model import QUART_PROMPT_TEMPLATE, SHORT_PROMPT_TEMPLATE
+from more_policy.pretrain.model import BackboneShape, build_backbone, save_backbone
 from more_policy.rl import chain_mdp
 from more_policy.rl.losses import bellman_targets
 from more_policy.rl.objective import Objective, RLConfig
@@ -204,9 +209,55 @@ def learning_effect() -> None:
               f"{periodic or '> 3000':>6}")
 
 
+def pretrained_shape_backbone(directory: Path) -> str:
+    """A random Fuyu of the pretrained backbone's shape, saved as its checkpoint will be."""
+    shape = BackboneShape()
+    model, tokenizer = build_backbone(shape, seed=0)
+    save_backbone(model, tokenizer, directory, dtype=torch.float32)
+    return str(directory)
+
+
+def bench_shape(label: str, new: TrainConfig, old: TrainConfig, data: Path, rounds: int,
+                refresh_every: int) -> tuple[dict, dict]:
+    """Baseline, new and periodic RL setups and baseline/new IL setups, steps interleaved."""
+    periodic = replace(new, rl=RLConfig(target_mode="periodic",
+                                        target_refresh_every=refresh_every))
+    # Per update, a refresh period recomputes each transition once: N / (K * B) of a full pass.
+    amortised = min(1.0, PRESET_TRANSITIONS / (refresh_every * new.batch_size))
+    rl_setups = [Setup("baseline", old, original=True), Setup("new", new),
+                 Setup("periodic", periodic)]
+    il = RLConfig(objective="il")
+    il_setups = [Setup("baseline", replace(old, rl=il), original=True),
+                 Setup("new", replace(new, rl=il))]
+    for s in rl_setups + il_setups:
+        s.build(data)
+    for _ in range(2):  # warm-up: allocators, caches
+        for s in rl_setups + il_setups:
+            s.step()
+    for s in rl_setups + il_setups:
+        s.times = {ph: [] for ph in PHASES}
+    for _ in range(rounds):  # interleaved, so that load elsewhere hits all alike
+        for s in rl_setups + il_setups:
+            s.step()
+    print(f"\n== {label}: {new.model.backbone} @ {new.model.image_size} px, batch "
+          f"{new.batch_size}, dropout {new.model.lora_dropout}, one thread, {rounds} "
+          f"interleaved rounds")
+    rl = report("RL update", rl_setups[0].per_update(),
+                {"new": rl_setups[1].per_update(),
+                 "periodic": rl_setups[2].per_update(amortised)})
+    print(f"  (periodic: refresh every {refresh_every} updates, target cost x{amortised:.2f}"
+          f" for {PRESET_TRANSITIONS} transitions)")
+    il_ratio = report("IL update", il_setups[0].per_update(), {"new": il_setups[1].per_update()})
+    return rl, il_ratio
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=6, help="timed steps per setup")
+    p.add_argument("--shape", choices=("tiny", "pretrained", "both"), default="both",
+                   help="backbone: the preset's tiny one, the pretrained one's shape, or both")
+    p.add_argument("--rounds", type=int, default=6, help="timed steps per setup (tiny)")
+    p.add_argument("--pretrained-rounds", type=int, default=3,
+                   help="timed steps per setup (pretrained shape: ~10x the tiny step)")
     p.add_argument("--refresh-every", type=int, default=2000,
                    help="periodic target mode: updates between snapshots")
     p.add_argument("--skip-learning", action="store_true",
@@ -215,45 +266,29 @@ def main() -> int:
     torch.set_num_threads(1)
     exp = preset("small")
     new = replace(exp.train, model=exp.model, rl=RLConfig())
-    old = replace(new, model=replace(exp.model, prompt_template=QUART_PROMPT_TEMPLATE,
-                                     lora_dropout=0.05))
-    periodic = replace(new, rl=RLConfig(target_mode="periodic",
-                                        target_refresh_every=args.refresh_every))
-    # Per update, a refresh period recomputes each transition once: N / (K * B) of a full pass.
-    amortised = min(1.0, PRESET_TRANSITIONS / (args.refresh_every * new.batch_size))
-    rl_setups = [Setup("baseline", old, original=True), Setup("new", new),
-                 Setup("periodic", periodic)]
-    il = RLConfig(objective="il")
-    il_setups = [Setup("baseline", replace(old, rl=il), original=True),
-                 Setup("new", replace(new, rl=il))]
+    summary = Report()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         data = write_dataset(Path(tmp) / "data", exp.data.image_size, episodes=12, steps=40)
-        for s in rl_setups + il_setups:
-            s.build(data)
-        for _ in range(2):  # warm-up: allocators, caches
-            for s in rl_setups + il_setups:
-                s.step()
-        for s in rl_setups + il_setups:
-            s.times = {ph: [] for ph in PHASES}
-        for _ in range(args.rounds):  # interleaved, so that load elsewhere hits all alike
-            for s in rl_setups + il_setups:
-                s.step()
-    print(f"preset 'small': {exp.model.backbone} @ {exp.data.image_size} px, batch "
-          f"{new.batch_size}, dropout {exp.model.lora_dropout}, one thread, "
-          f"{args.rounds} interleaved rounds")
-    rl = report("RL update", rl_setups[0].per_update(),
-                {"new": rl_setups[1].per_update(),
-                 "periodic": rl_setups[2].per_update(amortised)})
-    print(f"  (periodic: refresh every {args.refresh_every} updates, target cost x{amortised:.2f}"
-          f" for {PRESET_TRANSITIONS} transitions)")
-    il = report("IL update", il_setups[0].per_update(), {"new": il_setups[1].per_update()})
+        shapes = {"tiny": exp.model}
+        if args.shape != "tiny":
+            shapes["pretrained"] = replace(
+                exp.model, backbone=pretrained_shape_backbone(Path(tmp) / "backbone"),
+                prompt_template=SHORT_PROMPT_TEMPLATE)
+        if args.shape == "pretrained":
+            del shapes["tiny"]
+        for label, model in shapes.items():
+            cfg = replace(new, model=model)
+            old = replace(cfg, model=replace(model, prompt_template=QUART_PROMPT_TEMPLATE,
+                                             lora_dropout=0.05))
+            rounds = args.rounds if label == "tiny" else args.pretrained_rounds
+            rl, il = bench_shape(label, cfg, old, data, rounds, args.refresh_every)
+            summary.add(f"{label}: RL update speed-up vs baseline (EMA target)", rl["new"], "x",
+                        TARGET_SPEEDUP, higher_is_better=True)
+            summary.add(f"{label}: RL update speed-up vs baseline (periodic target)",
+                        rl["periodic"], "x")
+            summary.add(f"{label}: IL update speed-up vs baseline", il["new"], "x")
     if not args.skip_learning:
         learning_effect()
-    summary = Report()
-    summary.add("RL update speed-up vs baseline (EMA target)", rl["new"], "x", TARGET_SPEEDUP,
-                higher_is_better=True)
-    summary.add("RL update speed-up vs baseline (periodic target)", rl["periodic"], "x")
-    summary.add("IL update speed-up vs baseline", il["new"], "x")
     return summary.finish()
 
 

@@ -77,6 +77,9 @@ class MixLoRAFFN(nn.Module):
         self.token_mask: torch.Tensor | None = None  # (B, L) bool, set by the policy
         self.last_stats: RouterStats | None = None
         self.merge_experts = self.merging_is_cheaper()
+        # Set by the policy on the last decoder layer: only the last keep_last positions of each
+        # row are read after it (the logits), so only they need the experts (None: all).
+        self.keep_last: int | None = None
 
     def _projections(self) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
         names = [(self.up_name, "up")] + ([(self.gate_name, "gate")] if self.gate_name else [])
@@ -104,8 +107,6 @@ class MixLoRAFFN(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         shape = hidden_states.shape  # (B, L, hidden)
         x = hidden_states.reshape(-1, shape[-1])  # (T, hidden)
-        base = self.base
-        act = getattr(base, self.act_name)
         x_adapter = x.to(self.router.weight.dtype)
 
         # Router: full softmax for the statistics, renormalised softmax over the top-k to mix.
@@ -115,6 +116,25 @@ class MixLoRAFFN(nn.Module):
         gates = top_logits.softmax(dim=-1)  # (T, K)
         self._record_stats(probs, top_experts[:, 0], shape)
 
+        keep = self.keep_last
+        if keep is None or len(shape) != 3 or keep >= shape[1]:
+            return self._experts(x, x_adapter, top_experts, gates, shape)
+        # Every token was routed (statistics and balance loss cover all of them); only the last
+        # positions, the ones read downstream, go through the experts.
+        b, length, hidden = shape
+
+        def last(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, length, -1)[:, -keep:].reshape(b * keep, -1)
+
+        out = self._experts(last(x), last(x_adapter), last(top_experts), last(gates),
+                            torch.Size((b, keep, hidden)))
+        return torch.cat([out.new_zeros(b, length - keep, hidden), out], dim=1)
+
+    def _experts(self, x: torch.Tensor, x_adapter: torch.Tensor, top_experts: torch.Tensor,
+                 gates: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """The mixture's output for tokens x (T, hidden) routed to top_experts with gates."""
+        base = self.base
+        act = getattr(base, self.act_name)
         # Group the (token, slot) pairs by expert; every expert then works on a contiguous slice.
         flat_experts = top_experts.reshape(-1)  # (P,) P = T * K
         order = torch.argsort(flat_experts, stable=True)

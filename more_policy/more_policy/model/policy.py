@@ -193,19 +193,26 @@ class MoREPolicy(nn.Module):
 
     # -- forward -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _mask_tokens(self, attention_mask: torch.Tensor | None) -> Iterator[None]:
+    def _mask_tokens(self, attention_mask: torch.Tensor | None, keep: int) -> Iterator[None]:
         for layer in self.moe_layers:
             layer.token_mask = attention_mask
+        # The last layer's FFN output is read only at the ``keep`` positions of the logits
+        # (its attention keys and values, the KV cache, come before it). Not with activation
+        # checkpointing, whose recomputation runs outside this context.
+        last = self.moe_layers[-1] if keep and not self.model.is_activation_checkpointing else None
+        if last is not None:
+            last.keep_last = keep
         try:
             yield
         finally:
             for layer in self.moe_layers:
                 layer.token_mask = None
+                layer.keep_last = None
 
     def _backbone(self, inputs: dict[str, torch.Tensor], keep: int, past=None,
                   use_cache: bool = False):
         extra = {k: v for k, v in inputs.items() if k in self.backbone_adapter.extra_input_names}
-        with self._mask_tokens(inputs["attention_mask"][:, -inputs["input_ids"].shape[1]:]):
+        with self._mask_tokens(inputs["attention_mask"][:, -inputs["input_ids"].shape[1]:], keep):
             return self.backbone_adapter.forward(
                 self.model, inputs["input_ids"], inputs.get("pixel_values"),
                 inputs["attention_mask"], inputs["position_ids"], past_key_values=past,
