@@ -73,7 +73,8 @@ def write_dataset(root: Path, image_size: int, episodes: int, steps: int, seed: 
 def original_targets(objective: Objective, model, batch) -> torch.Tensor:
     """The baseline's target pass: one teacher-forced forward over [s; s'] (every row)."""
     bins, b = batch["action_bins"], len(batch["dones"])
-    both = {k: batch["state"][k] + batch["next_state"][k] for k in batch["state"]}
+    # s and s' share their instructions, so their prefixes have the same padded length.
+    both = {k: torch.cat([batch["state"][k], batch["next_state"][k]]) for k in batch["state"]}
     with objective.target.applied(model):
         logits = model(both, torch.cat([bins, bins])).action_logits
     return bellman_targets(logits[:b], logits[b:, 0], batch["rewards"], batch["dones"],

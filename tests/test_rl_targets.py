@@ -45,7 +45,8 @@ def reference_targets(objective, model, batch):
     """The original target pass: one teacher-forced forward over [s; s'], action tokens and
     terminal rows included."""
     bins, b = batch["action_bins"], len(batch["dones"])
-    both = {k: batch["state"][k] + batch["next_state"][k] for k in batch["state"]}
+    # s and s' share their instructions, so their prefixes have the same padded length.
+    both = {k: torch.cat([batch["state"][k], batch["next_state"][k]]) for k in batch["state"]}
     with objective.target.applied(model):
         logits = model(both, torch.cat([bins, bins])).action_logits
     return bellman_targets(logits[:b], logits[b:, 0], batch["rewards"], batch["dones"],
