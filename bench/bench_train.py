@@ -10,14 +10,18 @@ checkpoint directory as the pretrained one will be, so that the figures hold aft
 Both configurations live in this process and their steps are interleaved, so a machine shared
 with other jobs slows them alike. Times are this process's CPU time (one torch thread).
 - baseline: the code as it was before the throughput work (issue 16): QUART's prompt template,
-  LoRA dropout 0.05, the target forward over [s; s'] teacher-forced on the dataset bins, and
-  the MixLoRA forward that concatenated every expert's (pairs, inner) activations (both
-  reproduced below: those paths are no longer in the library).
-- new: the preset as configured now (short prompt, its dropout) with the library's target pass
-  (s teacher-forced + the prompt prefix of non-terminal s'); "periodic" adds the periodic
-  target mode, its target cost amortised over a refresh period at the preset's dataset size.
-Phases: data (read, decode, collate), target, online forward (+ loss), backward, optimizer
-(clip + AdamW), EMA. Target: the RL update takes >= 3x fewer CPU-seconds than the baseline.
+  LoRA dropout 0.05, states prepared in every forward, the target forward over [s; s']
+  teacher-forced on the dataset bins, and the MixLoRA forward that concatenated every expert's
+  (pairs, inner) activations on every token (reproduced below: those paths are no longer in
+  the library). Process-wide settings (one thread, train()'s heap setting) apply to both.
+- new: the preset as configured now (short prompt, its dropout) and the library: states
+  prepared and their patches projected once per step, the target pass over s teacher-forced
+  and the prompt prefix of non-terminal s', the last layer's experts only where logits are
+  read, merged expert weights where they are cheaper; "periodic" adds the periodic target
+  mode, its target cost amortised over a refresh period at the preset's dataset size.
+Phases: data (read, decode, collate, prepare), target, online forward (+ loss), backward,
+optimizer (clip + AdamW), EMA. Target: the RL update takes >= 3x fewer CPU-seconds than the
+baseline.
 
 Learning effect of the target mode: updates until max |Q - Q*| < 0.02 on the known-answer MDP
 (rl/chain_mdp.py), per-step EMA against a periodic snapshot of the same time scale (1/(1-tau)).
@@ -43,10 +47,10 @@ from more_policy.model import QUART_PROMPT_TEMPLATE, SHORT_PROMPT_TEMPLATE
 from more_policy.pretrain.model import BackboneShape, build_backbone, save_backbone
 from more_policy.rl import chain_mdp
 from more_policy.rl.losses import bellman_targets
-from more_policy.rl.objective import Objective, RLConfig
+from more_policy.rl.objective import Objective, QOutput, RLConfig
 from more_policy.training.backends import keep_freed_memory_in_heap
 from more_policy.training.config import TrainConfig
-from more_policy.training.model import build_policy_model, to_batch
+from more_policy.training.model import PolicyQModel, build_policy_model, to_batch
 
 TARGET_SPEEDUP = 3.0
 PRESET_TRANSITIONS = 20_000  # the 'small' preset's mixed dataset: 400 episodes of ~50 steps
@@ -70,11 +74,24 @@ def write_dataset(root: Path, image_size: int, episodes: int, steps: int, seed: 
     return root
 
 
+class OriginalQModel(PolicyQModel):
+    """The baseline's Q-model: a state is images + instructions, prepared (resized, patchified,
+    projected) again in every forward."""
+
+    def make_state(self, images, instructions) -> dict[str, list]:
+        return {"images": list(images), "instructions": list(instructions)}
+
+    def forward(self, state: dict[str, list], action_bins: torch.Tensor | None) -> QOutput:
+        out = self.policy(self.policy.prepare(state["images"], state["instructions"],
+                                              action_bins))
+        return QOutput(out.action_logits, out.vocab_logits, out.balance_loss,
+                       expert_load=out.router_stats["top1_fraction"])
+
+
 def original_targets(objective: Objective, model, batch) -> torch.Tensor:
     """The baseline's target pass: one teacher-forced forward over [s; s'] (every row)."""
     bins, b = batch["action_bins"], len(batch["dones"])
-    # s and s' share their instructions, so their prefixes have the same padded length.
-    both = {k: torch.cat([batch["state"][k], batch["next_state"][k]]) for k in batch["state"]}
+    both = {k: batch["state"][k] + batch["next_state"][k] for k in batch["state"]}
     with objective.target.applied(model):
         logits = model(both, torch.cat([bins, bins])).action_logits
     return bellman_targets(logits[:b], logits[b:, 0], batch["rewards"], batch["dones"],
@@ -129,6 +146,8 @@ class Setup:
         self.stream = dataset.stream(decode_threads=self.cfg.decode_threads)
         torch.manual_seed(self.cfg.seed)
         self.model = build_policy_model(self.cfg, dataset.action_space)
+        if self.original:
+            self.model = OriginalQModel(self.model.policy)
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr)

@@ -25,8 +25,11 @@ class PolicyQModel(nn.Module):
         return slice(self.policy.token_offset, self.policy.token_offset + self.policy.num_bins)
 
     def make_state(self, images, instructions) -> dict[str, torch.Tensor]:
-        """The prefix inputs, prepared once: the target and online forwards both use them."""
-        return self.policy.prepare(list(images), list(instructions))
+        """The prefix inputs, prepared once (image patches projected): the target and online
+        forwards both use them."""
+        policy = self.policy
+        inputs = policy.prepare(list(images), list(instructions))
+        return policy.backbone_adapter.encode_images(policy.model, inputs)
 
     def forward(self, state: dict[str, torch.Tensor], action_bins: torch.Tensor | None
                 ) -> QOutput:
