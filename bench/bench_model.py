@@ -1,6 +1,6 @@
 """Benchmarks of the MoRE model, printed next to their targets.
 
-    python bench/bench_model.py            # CPU: tiny + small (~60 M) configs, ~2 min on 2 cores
+    python bench/bench_model.py            # CPU: tiny, small (~60 M), pretrained-shape configs
     python bench/bench_model.py --quick    # fewer repetitions
     python bench/bench_model.py --gpu      # also the full Fuyu-8B config (random weights), CUDA
 
@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
-from common import Report, timed
+from common import Report, pretrained_shape_backbone, timed
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from more_policy.model import MoREConfig, MoREPolicy
+from more_policy.model import SHORT_PROMPT_TEMPLATE, MoREConfig, MoREPolicy
 from more_policy.model.counting import count_parameters
 from more_policy.model.mixlora import MixLoRAFFN
 from more_policy.model.quantization import weight_memory_bytes
@@ -168,16 +170,21 @@ def main() -> int:
     print(f"MoRE model bench: torch {torch.__version__}, {platform.processor() or 'cpu'}, "
           f"{torch.get_num_threads()} threads")
     report = Report()
-    for name in ("tiny", "small"):
-        with report.section(f"{name} policy"):
-            policy = MoREPolicy.from_config(MoREConfig(backbone=name))
-            for batch in (1, 8):
-                bench_forward(report, policy, name, repeats, batch)
-            bench_act(report, policy, name, repeats)
-            if name == "small":
-                bench_act(report, policy, name, max(3, repeats // 4), batch=8)
-            bench_generate(report, policy, name, max(3, repeats // 2))
-            del policy
+    with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
+        configs = {"tiny": MoREConfig(backbone="tiny"), "small": MoREConfig(backbone="small"),
+                   "pretrained-shape": MoREConfig(  # the 'small' preset's coming backbone
+                       backbone=pretrained_shape_backbone(Path(tmp) / "backbone"),
+                       image_size=96, prompt_template=SHORT_PROMPT_TEMPLATE)}
+        for name, cfg in configs.items():
+            with report.section(f"{name} policy"):
+                policy = MoREPolicy.from_config(cfg)
+                for batch in (1, 8):
+                    bench_forward(report, policy, name, repeats, batch)
+                bench_act(report, policy, name, repeats)
+                if name == "small":
+                    bench_act(report, policy, name, max(3, repeats // 4), batch=8)
+                bench_generate(report, policy, name, max(3, repeats // 2))
+                del policy
     with report.section("MixLoRA layer"):
         bench_mixlora(report, 640, 2560, 90, repeats, "N=8 K=2 r=32, small dims")
         bench_mixlora(report, 4096, 16384, 32, max(3, repeats // 4),

@@ -38,13 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import Report
+from common import Report, pretrained_shape_backbone
 
 from more_policy.actions import ActionSpace
 from more_policy.data import EpisodeDataset, EpisodeWriter
 from more_policy.experiments import preset
 from more_policy.model import QUART_PROMPT_TEMPLATE, SHORT_PROMPT_TEMPLATE
-from more_policy.pretrain.model import BackboneShape, build_backbone, save_backbone
 from more_policy.rl import chain_mdp
 from more_policy.rl.losses import bellman_targets
 from more_policy.rl.objective import Objective, QOutput, RLConfig
@@ -230,14 +229,6 @@ def learning_effect() -> None:
               f"{periodic or '> 3000':>6}")
 
 
-def pretrained_shape_backbone(directory: Path) -> str:
-    """A random Fuyu of the pretrained backbone's shape, saved as its checkpoint will be."""
-    shape = BackboneShape()
-    model, tokenizer = build_backbone(shape, seed=0)
-    save_backbone(model, tokenizer, directory, dtype=torch.float32)
-    return str(directory)
-
-
 def bench_shape(label: str, new: TrainConfig, old: TrainConfig, data: Path, rounds: int,
                 refresh_every: int) -> tuple[dict, dict]:
     """Baseline, new and periodic RL setups and baseline/new IL setups, steps interleaved."""
@@ -283,9 +274,13 @@ def main() -> int:
                    help="periodic target mode: updates between snapshots")
     p.add_argument("--skip-learning", action="store_true",
                    help="skip the target-mode learning comparison")
+    p.add_argument("--default-heap", action="store_true",
+                   help="leave glibc's heap settings as the pre-issue trainer did (train() and "
+                        "this bench otherwise keep freed blocks, which speeds both sides)")
     args = p.parse_args()
     torch.set_num_threads(1)
-    keep_freed_memory_in_heap()  # as train() does; it speeds the baseline's steps alike
+    if not args.default_heap:
+        keep_freed_memory_in_heap()
     exp = preset("small")
     new = replace(exp.train, model=exp.model, rl=RLConfig())
     summary = Report()
