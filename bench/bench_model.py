@@ -4,7 +4,8 @@
     python bench/bench_model.py --quick    # fewer repetitions
     python bench/bench_model.py --gpu      # also the full Fuyu-8B config (random weights), CUDA
 
-Figures: act() latency p50/p99; act() vs transformers generate() with and without KV cache;
+Figures: act() latency p50/p99; act() vs transformers generate() with and without KV cache
+(both from the camera frame: generate's time includes the same input preparation);
 the MixLoRA layer vs the plain frozen MLP; weight memory fp32/bf16/int8/nf4.
 """
 
@@ -76,10 +77,10 @@ def bench_forward(report: Report, policy: MoREPolicy, label: str, repeats: int,
 
 def bench_generate(report: Report, policy: MoREPolicy, label: str, repeats: int) -> None:
     images, texts = [frame(policy)], [INSTRUCTION]
-    inputs = policy.prepare(images, texts)
     processors = LogitsProcessorList([ActionTokensOnly(policy.token_offset, policy.num_bins)])
 
-    def generate(use_cache: bool):
+    def generate(use_cache: bool):  # from the camera frame, as act() is timed
+        inputs = policy.prepare(images, texts)
         with torch.no_grad():
             return policy.model.generate(
                 input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
