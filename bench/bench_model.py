@@ -1,10 +1,11 @@
 """Benchmarks of the MoRE model, printed next to their targets.
 
-    python bench/bench_model.py            # CPU: tiny + small (~60 M) configs, ~2 min on 2 cores
+    python bench/bench_model.py            # CPU: tiny, small (~60 M), pretrained-shape configs
     python bench/bench_model.py --quick    # fewer repetitions
     python bench/bench_model.py --gpu      # also the full Fuyu-8B config (random weights), CUDA
 
-Figures: act() latency p50/p99; act() vs transformers generate() with and without KV cache;
+Figures: act() latency p50/p99; act() vs transformers generate() with and without KV cache
+(both from the camera frame: generate's time includes the same input preparation);
 the MixLoRA layer vs the plain frozen MLP; weight memory fp32/bf16/int8/nf4.
 """
 
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
-from common import Report, timed
+from common import Report, pretrained_shape_backbone, timed
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from more_policy.model import MoREConfig, MoREPolicy
+from more_policy.model import SHORT_PROMPT_TEMPLATE, MoREConfig, MoREPolicy
 from more_policy.model.counting import count_parameters
 from more_policy.model.mixlora import MixLoRAFFN
 from more_policy.model.quantization import weight_memory_bytes
@@ -74,10 +77,10 @@ def bench_forward(report: Report, policy: MoREPolicy, label: str, repeats: int,
 
 def bench_generate(report: Report, policy: MoREPolicy, label: str, repeats: int) -> None:
     images, texts = [frame(policy)], [INSTRUCTION]
-    inputs = policy.prepare(images, texts)
     processors = LogitsProcessorList([ActionTokensOnly(policy.token_offset, policy.num_bins)])
 
-    def generate(use_cache: bool):
+    def generate(use_cache: bool):  # from the camera frame, as act() is timed
+        inputs = policy.prepare(images, texts)
         with torch.no_grad():
             return policy.model.generate(
                 input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
@@ -168,16 +171,21 @@ def main() -> int:
     print(f"MoRE model bench: torch {torch.__version__}, {platform.processor() or 'cpu'}, "
           f"{torch.get_num_threads()} threads")
     report = Report()
-    for name in ("tiny", "small"):
-        with report.section(f"{name} policy"):
-            policy = MoREPolicy.from_config(MoREConfig(backbone=name))
-            for batch in (1, 8):
-                bench_forward(report, policy, name, repeats, batch)
-            bench_act(report, policy, name, repeats)
-            if name == "small":
-                bench_act(report, policy, name, max(3, repeats // 4), batch=8)
-            bench_generate(report, policy, name, max(3, repeats // 2))
-            del policy
+    with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
+        configs = {"tiny": MoREConfig(backbone="tiny"), "small": MoREConfig(backbone="small"),
+                   "pretrained-shape": MoREConfig(  # the 'small' preset's coming backbone
+                       backbone=pretrained_shape_backbone(Path(tmp) / "backbone"),
+                       image_size=96, prompt_template=SHORT_PROMPT_TEMPLATE)}
+        for name, cfg in configs.items():
+            with report.section(f"{name} policy"):
+                policy = MoREPolicy.from_config(cfg)
+                for batch in (1, 8):
+                    bench_forward(report, policy, name, repeats, batch)
+                bench_act(report, policy, name, repeats)
+                if name == "small":
+                    bench_act(report, policy, name, max(3, repeats // 4), batch=8)
+                bench_generate(report, policy, name, max(3, repeats // 2))
+                del policy
     with report.section("MixLoRA layer"):
         bench_mixlora(report, 640, 2560, 90, repeats, "N=8 K=2 r=32, small dims")
         bench_mixlora(report, 4096, 16384, 32, max(3, repeats // 4),

@@ -1,19 +1,27 @@
 """CPU-seconds per RL and IL update of the 'small' preset, split by phase, against today's baseline.
 
-    python bench/bench_train.py                 # ~3 min on one idle core
-    python bench/bench_train.py --rounds 10     # steadier figures on a busy machine
+    python bench/bench_train.py                     # tiny, then the pretrained shape: ~3 min
+    python bench/bench_train.py --shape tiny --rounds 10   # steadier figures on a busy machine
+
+Two backbones: the preset's random 'tiny' Fuyu, and a random Fuyu of the pretrained backbone's
+shape (pretrain/model.py BackboneShape: hidden 256, 4 layers, patch 12 at 96 px), loaded from a
+checkpoint directory as the pretrained one will be, so that the figures hold after the switch.
 
 Both configurations live in this process and their steps are interleaved, so a machine shared
 with other jobs slows them alike. Times are this process's CPU time (one torch thread).
 - baseline: the code as it was before the throughput work (issue 16): QUART's prompt template,
-  LoRA dropout 0.05, the target forward over [s; s'] teacher-forced on the dataset bins, and
-  the MixLoRA forward that concatenated every expert's (pairs, inner) activations (both
-  reproduced below: those paths are no longer in the library).
-- new: the preset as configured now (short prompt, its dropout) with the library's target pass
-  (s teacher-forced + the prompt prefix of non-terminal s'); "periodic" adds the periodic
-  target mode, its target cost amortised over a refresh period at the preset's dataset size.
-Phases: data (read, decode, collate), target, online forward (+ loss), backward, optimizer
-(clip + AdamW), EMA. Target: the RL update takes >= 3x fewer CPU-seconds than the baseline.
+  LoRA dropout 0.05, states prepared in every forward, the target forward over [s; s']
+  teacher-forced on the dataset bins, and the MixLoRA forward that concatenated every expert's
+  (pairs, inner) activations on every token (reproduced below: those paths are no longer in
+  the library). Process-wide settings (one thread, train()'s heap setting) apply to both.
+- new: the preset as configured now (short prompt, its dropout) and the library: states
+  prepared and their patches projected once per step, the target pass over s teacher-forced
+  and the prompt prefix of non-terminal s', the last layer's experts only where logits are
+  read, merged expert weights where they are cheaper; "periodic" adds the periodic target
+  mode, its target cost amortised over a refresh period at the preset's dataset size.
+Phases: data (read, decode, collate, prepare), target, online forward (+ loss), backward,
+optimizer (clip + AdamW), EMA. Target: the RL update takes >= 3x fewer CPU-seconds than the
+baseline.
 
 Learning effect of the target mode: updates until max |Q - Q*| < 0.02 on the known-answer MDP
 (rl/chain_mdp.py), per-step EMA against a periodic snapshot of the same time scale (1/(1-tau)).
@@ -30,17 +38,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import Report
+from common import Report, pretrained_shape_backbone
 
 from more_policy.actions import ActionSpace
 from more_policy.data import EpisodeDataset, EpisodeWriter
 from more_policy.experiments import preset
-from more_policy.model import QUART_PROMPT_TEMPLATE
+from more_policy.model import QUART_PROMPT_TEMPLATE, SHORT_PROMPT_TEMPLATE
 from more_policy.rl import chain_mdp
 from more_policy.rl.losses import bellman_targets
-from more_policy.rl.objective import Objective, RLConfig
+from more_policy.rl.objective import Objective, QOutput, RLConfig
+from more_policy.training.backends import keep_freed_memory_in_heap
 from more_policy.training.config import TrainConfig
-from more_policy.training.model import build_policy_model, to_batch
+from more_policy.training.model import PolicyQModel, build_policy_model, to_batch
 
 TARGET_SPEEDUP = 3.0
 PRESET_TRANSITIONS = 20_000  # the 'small' preset's mixed dataset: 400 episodes of ~50 steps
@@ -62,6 +71,20 @@ def write_dataset(root: Path, image_size: int, episodes: int, steps: int, seed: 
             writer.add_episode(frames, commands, INSTRUCTIONS[e % len(INSTRUCTIONS)],
                                task="go_to", source="expert", success=bool(e % 2))
     return root
+
+
+class OriginalQModel(PolicyQModel):
+    """The baseline's Q-model: a state is images + instructions, prepared (resized, patchified,
+    projected) again in every forward."""
+
+    def make_state(self, images, instructions) -> dict[str, list]:
+        return {"images": list(images), "instructions": list(instructions)}
+
+    def forward(self, state: dict[str, list], action_bins: torch.Tensor | None) -> QOutput:
+        out = self.policy(self.policy.prepare(state["images"], state["instructions"],
+                                              action_bins))
+        return QOutput(out.action_logits, out.vocab_logits, out.balance_loss,
+                       expert_load=out.router_stats["top1_fraction"])
 
 
 def original_targets(objective: Objective, model, batch) -> torch.Tensor:
@@ -122,6 +145,8 @@ class Setup:
         self.stream = dataset.stream(decode_threads=self.cfg.decode_threads)
         torch.manual_seed(self.cfg.seed)
         self.model = build_policy_model(self.cfg, dataset.action_space)
+        if self.original:
+            self.model = OriginalQModel(self.model.policy)
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr)
@@ -204,56 +229,83 @@ def learning_effect() -> None:
               f"{periodic or '> 3000':>6}")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=6, help="timed steps per setup")
-    p.add_argument("--refresh-every", type=int, default=2000,
-                   help="periodic target mode: updates between snapshots")
-    p.add_argument("--skip-learning", action="store_true",
-                   help="skip the target-mode learning comparison")
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    exp = preset("small")
-    new = replace(exp.train, model=exp.model, rl=RLConfig())
-    old = replace(new, model=replace(exp.model, prompt_template=QUART_PROMPT_TEMPLATE,
-                                     lora_dropout=0.05))
+def bench_shape(label: str, new: TrainConfig, old: TrainConfig, data: Path, rounds: int,
+                refresh_every: int) -> tuple[dict, dict]:
+    """Baseline, new and periodic RL setups and baseline/new IL setups, steps interleaved."""
     periodic = replace(new, rl=RLConfig(target_mode="periodic",
-                                        target_refresh_every=args.refresh_every))
+                                        target_refresh_every=refresh_every))
     # Per update, a refresh period recomputes each transition once: N / (K * B) of a full pass.
-    amortised = min(1.0, PRESET_TRANSITIONS / (args.refresh_every * new.batch_size))
+    amortised = min(1.0, PRESET_TRANSITIONS / (refresh_every * new.batch_size))
     rl_setups = [Setup("baseline", old, original=True), Setup("new", new),
                  Setup("periodic", periodic)]
     il = RLConfig(objective="il")
     il_setups = [Setup("baseline", replace(old, rl=il), original=True),
                  Setup("new", replace(new, rl=il))]
-    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        data = write_dataset(Path(tmp) / "data", exp.data.image_size, episodes=12, steps=40)
+    for s in rl_setups + il_setups:
+        s.build(data)
+    for _ in range(2):  # warm-up: allocators, caches
         for s in rl_setups + il_setups:
-            s.build(data)
-        for _ in range(2):  # warm-up: allocators, caches
-            for s in rl_setups + il_setups:
-                s.step()
+            s.step()
+    for s in rl_setups + il_setups:
+        s.times = {ph: [] for ph in PHASES}
+    for _ in range(rounds):  # interleaved, so that load elsewhere hits all alike
         for s in rl_setups + il_setups:
-            s.times = {ph: [] for ph in PHASES}
-        for _ in range(args.rounds):  # interleaved, so that load elsewhere hits all alike
-            for s in rl_setups + il_setups:
-                s.step()
-    print(f"preset 'small': {exp.model.backbone} @ {exp.data.image_size} px, batch "
-          f"{new.batch_size}, dropout {exp.model.lora_dropout}, one thread, "
-          f"{args.rounds} interleaved rounds")
+            s.step()
+    print(f"\n== {label}: {new.model.backbone} @ {new.model.image_size} px, batch "
+          f"{new.batch_size}, dropout {new.model.lora_dropout}, one thread, {rounds} "
+          f"interleaved rounds")
     rl = report("RL update", rl_setups[0].per_update(),
                 {"new": rl_setups[1].per_update(),
                  "periodic": rl_setups[2].per_update(amortised)})
-    print(f"  (periodic: refresh every {args.refresh_every} updates, target cost x{amortised:.2f}"
+    print(f"  (periodic: refresh every {refresh_every} updates, target cost x{amortised:.2f}"
           f" for {PRESET_TRANSITIONS} transitions)")
-    il = report("IL update", il_setups[0].per_update(), {"new": il_setups[1].per_update()})
+    il_ratio = report("IL update", il_setups[0].per_update(), {"new": il_setups[1].per_update()})
+    return rl, il_ratio
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shape", choices=("tiny", "pretrained", "both"), default="both",
+                   help="backbone: the preset's tiny one, the pretrained one's shape, or both")
+    p.add_argument("--rounds", type=int, default=6, help="timed steps per setup (tiny)")
+    p.add_argument("--pretrained-rounds", type=int, default=3,
+                   help="timed steps per setup (pretrained shape: ~10x the tiny step)")
+    p.add_argument("--refresh-every", type=int, default=2000,
+                   help="periodic target mode: updates between snapshots")
+    p.add_argument("--skip-learning", action="store_true",
+                   help="skip the target-mode learning comparison")
+    p.add_argument("--default-heap", action="store_true",
+                   help="leave glibc's heap settings as the pre-issue trainer did (train() and "
+                        "this bench otherwise keep freed blocks, which speeds both sides)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    if not args.default_heap:
+        keep_freed_memory_in_heap()
+    exp = preset("small")
+    new = replace(exp.train, model=exp.model, rl=RLConfig())
+    summary = Report()
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        data = write_dataset(Path(tmp) / "data", exp.data.image_size, episodes=12, steps=40)
+        shapes = {"tiny": exp.model}
+        if args.shape != "tiny":
+            shapes["pretrained"] = replace(
+                exp.model, backbone=pretrained_shape_backbone(Path(tmp) / "backbone"),
+                prompt_template=SHORT_PROMPT_TEMPLATE)
+        if args.shape == "pretrained":
+            del shapes["tiny"]
+        for label, model in shapes.items():
+            cfg = replace(new, model=model)
+            old = replace(cfg, model=replace(model, prompt_template=QUART_PROMPT_TEMPLATE,
+                                             lora_dropout=0.05))
+            rounds = args.rounds if label == "tiny" else args.pretrained_rounds
+            rl, il = bench_shape(label, cfg, old, data, rounds, args.refresh_every)
+            summary.add(f"{label}: RL update speed-up vs baseline (EMA target)", rl["new"], "x",
+                        TARGET_SPEEDUP, higher_is_better=True)
+            summary.add(f"{label}: RL update speed-up vs baseline (periodic target)",
+                        rl["periodic"], "x")
+            summary.add(f"{label}: IL update speed-up vs baseline", il["new"], "x")
     if not args.skip_learning:
         learning_effect()
-    summary = Report()
-    summary.add("RL update speed-up vs baseline (EMA target)", rl["new"], "x", TARGET_SPEEDUP,
-                higher_is_better=True)
-    summary.add("RL update speed-up vs baseline (periodic target)", rl["periodic"], "x")
-    summary.add("IL update speed-up vs baseline", il["new"], "x")
     return summary.finish()
 
 

@@ -124,3 +124,15 @@ class Report:
         verdict = {None: "-", True: "OK", False: "MISSED"}[row.passed]
         note = f"  ({row.note})" if row.note else ""
         return f"  {row.name:<52} {measured:>12} {target:>12} {row.unit:<10} {verdict}{note}"
+
+
+def pretrained_shape_backbone(directory: Path) -> str:
+    """A random Fuyu of the pretrained backbone's shape (pretrain/model.py BackboneShape),
+    saved as its checkpoint will be: benches then hold after the 'small' preset switches."""
+    import torch
+
+    from more_policy.pretrain.model import BackboneShape, build_backbone, save_backbone
+
+    model, tokenizer = build_backbone(BackboneShape(), seed=0)
+    save_backbone(model, tokenizer, directory, dtype=torch.float32)
+    return str(directory)

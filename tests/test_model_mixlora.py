@@ -77,10 +77,17 @@ def test_identity_at_initialisation(gated):
     torch.testing.assert_close(layer(x), layer.base(x), atol=1e-5, rtol=1e-5)
 
 
+# The three paths: grouped per expert (factored LoRA), grouped with merged expert weights, and
+# gathered (few pairs, decoding).
+PATHS = pytest.mark.parametrize("tokens, merged", [(18, False), (18, True), (3, False)],
+                                ids=["grouped", "merged", "gathered"])
+
+
 @pytest.mark.parametrize("gated", [False, True])
-@pytest.mark.parametrize("tokens", [18, 3])  # grouped per expert / gathered (few pairs) paths
-def test_grouped_experts_equal_per_token_reference(gated, tokens):
+@PATHS
+def test_grouped_experts_equal_per_token_reference(gated, tokens, merged):
     layer = make_layer(gated)
+    layer.merge_experts = merged
     randomize_experts(layer)
     x = torch.randn(1, tokens, HIDDEN)
     with torch.no_grad():
@@ -90,11 +97,12 @@ def test_grouped_experts_equal_per_token_reference(gated, tokens):
 
 
 @pytest.mark.parametrize("gated", [False, True])
-@pytest.mark.parametrize("tokens", [18, 3])
-def test_gradients_equal_per_token_reference(gated, tokens):
+@PATHS
+def test_gradients_equal_per_token_reference(gated, tokens, merged):
     # The grouped path updates gathered frozen projections in place and mixes each expert as it
     # goes: its gradients (adapters, router, input) must be the reference formula's.
     layer = make_layer(gated)
+    layer.merge_experts = merged
     randomize_experts(layer)
     x = torch.randn(1, tokens, HIDDEN, requires_grad=True)
     weights = torch.randn(1, tokens, HIDDEN)
@@ -104,6 +112,21 @@ def test_gradients_equal_per_token_reference(gated, tokens):
     assert got[0].abs().max() > 1e-3 and all(g.abs().max() > 0 for g in got[2:4])
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)
+
+
+def test_merged_expert_weights_where_they_cost_fewer_multiply_adds():
+    def layer(hidden, inner, rank, dropout=0.0, dtype=torch.float32):
+        mlp = PersimmonMLP(FuyuConfig(text_config={
+            "model_type": "persimmon", "hidden_size": hidden, "intermediate_size": inner,
+            "hidden_act": "relu2"}).text_config).to(dtype)
+        return MixLoRAFFN(mlp, up="dense_h_to_4h", down="dense_4h_to_h", act="act", gate=None,
+                          num_experts=8, top_k=2, rank=rank, alpha=64.0, dropout=dropout)
+
+    assert layer(64, 256, 32).merge_experts  # the tiny preset: 33 k vs 37 k per pair
+    assert not layer(256, 1024, 32).merge_experts  # the pretrained shape: 524 k vs 344 k
+    assert not layer(64, 256, 4).merge_experts  # a small rank keeps the factored form cheap
+    assert not layer(64, 256, 32, dropout=0.1).merge_experts  # dropout is on the LoRA input only
+    assert not layer(64, 256, 32, dtype=torch.bfloat16).merge_experts  # other-dtype base
 
 
 def test_router_statistics_and_balance_loss():

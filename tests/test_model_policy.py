@@ -130,6 +130,37 @@ def test_gradients_reach_only_adapter_weights(bins):
     assert frozen > 0
 
 
+def test_last_layer_experts_run_only_where_logits_are_read(trained, bins):
+    """The last layer's experts run only at the 12 positions whose logits are read; logits,
+    balance loss and gradients equal the bare model's forward, where they run everywhere."""
+    same = [INSTRUCTIONS[0]] * 3  # no padding: the bare forward's statistics count all tokens
+    inputs = trained.prepare(images(), same, bins)
+    outputs = []  # the last MixLoRA layer's output in each forward
+    hook = trained.moe_layers[-1].register_forward_hook(lambda *args: outputs.append(args[-1]))
+    params = trained.trainable_parameters()
+    head = trained.model.get_output_embeddings()
+    try:
+        out = trained(inputs)
+        got = torch.autograd.grad(out.q_values.square().mean() + out.balance_loss, params,
+                                  allow_unused=True)
+        bare = trained.model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                             attention_mask=inputs["attention_mask"],
+                             position_ids=inputs["position_ids"], logits_to_keep=12).logits
+        balance = torch.stack([m.last_stats.balance_loss() for m in trained.moe_layers]).mean()
+    finally:
+        hook.remove()
+    assert outputs[0][:, :-12].abs().max() == 0 < outputs[1][:, :-12].abs().max()
+    action = bare[..., trained.token_offset:trained.token_offset + 256] + head.dim_bias
+    torch.testing.assert_close(out.action_logits, action, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.balance_loss, balance, atol=1e-6, rtol=1e-6)
+    want = torch.autograd.grad(torch.sigmoid(action).square().mean() + balance, params,
+                               allow_unused=True)
+    assert sum(g is not None for g in got) > len(params) // 2
+    for p, g, w in zip(params, got, want, strict=True):  # None: no pair reached that expert
+        torch.testing.assert_close(torch.zeros_like(p) if g is None else g,
+                                   torch.zeros_like(p) if w is None else w, atol=1e-5, rtol=1e-4)
+
+
 def test_batched_equals_single_despite_padding(trained, bins):
     batch = trained.q_values(trained.prepare(images(), INSTRUCTIONS, bins))
     for i in range(3):

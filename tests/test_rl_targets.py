@@ -45,7 +45,8 @@ def reference_targets(objective, model, batch):
     """The original target pass: one teacher-forced forward over [s; s'], action tokens and
     terminal rows included."""
     bins, b = batch["action_bins"], len(batch["dones"])
-    both = {k: batch["state"][k] + batch["next_state"][k] for k in batch["state"]}
+    # s and s' share their instructions, so their prefixes have the same padded length.
+    both = {k: torch.cat([batch["state"][k], batch["next_state"][k]]) for k in batch["state"]}
     with objective.target.applied(model):
         logits = model(both, torch.cat([bins, bins])).action_logits
     return bellman_targets(logits[:b], logits[b:, 0], batch["rewards"], batch["dones"],
@@ -66,6 +67,26 @@ def test_targets_and_loss_equal_the_original_target_pass(model):
                              alpha=0.5, vocab_logits=out.vocab_logits,
                              action_token_slice=model.action_token_slice)
     torch.testing.assert_close(loss, ref + 0.002 * out.balance_loss, atol=1e-6, rtol=1e-5)
+
+
+def test_prepared_states_equal_preparing_in_every_forward(model):
+    """A state is prepared once, its patches projected: the forwards over it, with and
+    without actions, equal the policy's forwards over the raw images."""
+    frames = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+              for i in range(len(INSTRUCTIONS))]
+    bins = torch.randint(0, 256, (len(INSTRUCTIONS), 12), generator=torch.Generator()
+                         .manual_seed(3))
+    state = model.make_state(frames, INSTRUCTIONS)
+    assert "pixel_values" not in state and state["image_features"].shape[:2] == (6, 4)
+    policy = model.policy
+    model.eval()
+    with torch.no_grad():
+        for actions in (bins, None):
+            got = model(state, actions)
+            want = policy(policy.prepare(frames, INSTRUCTIONS, actions))
+            torch.testing.assert_close(got.action_logits, want.action_logits, atol=1e-5,
+                                       rtol=1e-5)
+            torch.testing.assert_close(got.balance_loss, want.balance_loss)
 
 
 def test_periodic_targets_come_from_a_frozen_snapshot_until_the_refresh(model):

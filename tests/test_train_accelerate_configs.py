@@ -3,6 +3,7 @@ check accepts whole-weight backends (DDP, DeepSpeed ZeRO <= 2) and refuses weigh
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from more_policy.rl.objective import Objective
 from more_policy.training.backends import (
     check_parallelism,
     configure_deepspeed,
+    keep_freed_memory_in_heap,
 )
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "accelerate"
@@ -125,3 +127,11 @@ def test_ema_target_of_bf16_weights_is_kept_in_float32_so_updates_register():
     assert torch.allclose(moved, torch.full_like(moved, 1 - RLConfig().tau), rtol=0.05)
     with objective.target.applied(model):
         assert model.weight.dtype == torch.bfloat16  # swapped in at the weights' dtype
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
+def test_glibc_accepts_the_heap_settings():
+    # mallopt refuses values out of range (an mmap threshold above its 32 MiB ceiling, say).
+    assert keep_freed_memory_in_heap()
+    x = torch.ones(4 << 20)  # 16 MiB blocks still allocate, fill and free
+    assert float(x.sum()) == 4 << 20

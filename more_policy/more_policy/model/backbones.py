@@ -155,6 +155,12 @@ class BackboneAdapter:
     def extra_inputs(self, images: np.ndarray) -> dict[str, torch.Tensor]:
         return {}
 
+    def encode_images(self, model: PreTrainedModel,
+                      inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Prepared inputs with the frozen image encoder's output in place of the pixels, for
+        inputs that several forwards reuse; unchanged where the backbone cannot take that."""
+        return inputs
+
     def forward(self, model: PreTrainedModel, input_ids: torch.Tensor,
                 pixel_values: torch.Tensor | None, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor, past_key_values=None, use_cache: bool = False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from more_policy.model.backbones import BackboneAdapter, BackboneError, FFNSpec
 from more_policy.model.tokenizer import BOS_TOKEN, IMAGE_ROW_TOKEN, IMAGE_TOKEN
@@ -31,6 +32,7 @@ class FuyuBackbone(BackboneAdapter):
     ffn = FFNSpec(mlp_attr="mlp", up="dense_h_to_4h", down="dense_4h_to_h", act="act")
     attention_targets = r".*self_attn\.(query_key_value|dense)"
     default_image_size = {"tiny": 32, "small": 240, "full": 240}
+    extra_input_names = ("image_features",)  # from encode_images
 
     # name -> (hidden, layers, heads, ffn, vocab, patch)
     RANDOM = {"tiny": (64, 2, 4, 256, 512, 16), "small": (640, 10, 10, 2560, 8192, 30)}
@@ -82,3 +84,20 @@ class FuyuBackbone(BackboneAdapter):
             raise BackboneError(f"tokenizer's {IMAGE_TOKEN} id {ids[0]} != config.image_token_id "
                                 f"{config.image_token_id}")
         return ([ids[0]] * per_row + [ids[1]]) * per_row + [ids[2]]
+
+    def encode_images(self, model, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # The patch projection is frozen: a training step's target and online forwards share it.
+        with torch.no_grad():
+            features = model.model.get_image_features(inputs["pixel_values"]).last_hidden_state
+        rest = {k: v for k, v in inputs.items() if k != "pixel_values"}
+        return {**rest, "image_features": features}
+
+    def forward(self, model, input_ids, pixel_values, attention_mask, position_ids,
+                past_key_values=None, use_cache: bool = False, logits_to_keep: int = 0,
+                image_features: torch.Tensor | None = None):
+        encoded = None if image_features is None else {
+            "image": BaseModelOutputWithPooling(last_hidden_state=image_features)}
+        return model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+                     position_ids=position_ids, past_key_values=past_key_values,
+                     use_cache=use_cache, logits_to_keep=logits_to_keep,
+                     mm_encoder_outputs=encoded)

@@ -9,6 +9,10 @@ the tokens routed to it (rank-r LoRA maths plus the activation); because ``W_dow
 weighted expert activations are summed first and ``W_down`` runs once per token too. Experts
 loop in Python (N iterations), tokens never do. B matrices start at zero, so at initialisation
 the layer equals the frozen FFN.
+
+Small backbones with a large rank (hidden 64, rank 32) are cheaper the other way round: each
+expert's weights merged, ``W + scale * A_k B_k``, and one matmul per projection and expert on its
+pairs (see :meth:`MixLoRAFFN.merging_is_cheaper`); same maths, float rounding aside.
 """
 
 from __future__ import annotations
@@ -72,12 +76,37 @@ class MixLoRAFFN(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.token_mask: torch.Tensor | None = None  # (B, L) bool, set by the policy
         self.last_stats: RouterStats | None = None
+        self.merge_experts = self.merging_is_cheaper()
+        # Set by the policy on the last decoder layer: only the last keep_last positions of each
+        # row are read after it (the logits), so only they need the experts (None: all).
+        self.keep_last: int | None = None
+
+    def _projections(self) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+        names = [(self.up_name, "up")] + ([(self.gate_name, "gate")] if self.gate_name else [])
+        return [(getattr(self.base, attr), getattr(self, f"{lora}_A"), getattr(self, f"{lora}_B"))
+                for attr, lora in names + [(self.down_name, "down")]]
+
+    def merging_is_cheaper(self) -> bool:
+        """Whether merged expert weights cost fewer multiply-adds per (token, expert) pair:
+        ``d_in * d_out`` merged against ``d_in * d_out / top_k`` (the frozen projection runs once
+        per token, shared by its top_k pairs) plus ``rank * (d_in + d_out)`` factored. Only for
+        plain float linears of the adapters' dtype (not quantized) and without LoRA dropout
+        (which applies to the adapter's input alone)."""
+        if not isinstance(self.dropout, nn.Identity):
+            return False
+        merged = factored = 0.0
+        for linear, a, _ in self._projections():
+            weight = getattr(linear, "weight", None)
+            if type(linear) is not nn.Linear or weight.dtype != a.dtype:
+                return False
+            d_out, d_in = weight.shape
+            merged += d_in * d_out
+            factored += d_in * d_out / self.top_k + self.rank * (d_in + d_out)
+        return merged < factored
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         shape = hidden_states.shape  # (B, L, hidden)
         x = hidden_states.reshape(-1, shape[-1])  # (T, hidden)
-        base = self.base
-        act = getattr(base, self.act_name)
         x_adapter = x.to(self.router.weight.dtype)
 
         # Router: full softmax for the statistics, renormalised softmax over the top-k to mix.
@@ -87,6 +116,25 @@ class MixLoRAFFN(nn.Module):
         gates = top_logits.softmax(dim=-1)  # (T, K)
         self._record_stats(probs, top_experts[:, 0], shape)
 
+        keep = self.keep_last
+        if keep is None or len(shape) != 3 or keep >= shape[1]:
+            return self._experts(x, x_adapter, top_experts, gates, shape)
+        # Every token was routed (statistics and balance loss cover all of them); only the last
+        # positions, the ones read downstream, go through the experts.
+        b, length, hidden = shape
+
+        def last(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, length, -1)[:, -keep:].reshape(b * keep, -1)
+
+        out = self._experts(last(x), last(x_adapter), last(top_experts), last(gates),
+                            torch.Size((b, keep, hidden)))
+        return torch.cat([out.new_zeros(b, length - keep, hidden), out], dim=1)
+
+    def _experts(self, x: torch.Tensor, x_adapter: torch.Tensor, top_experts: torch.Tensor,
+                 gates: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """The mixture's output for tokens x (T, hidden) routed to top_experts with gates."""
+        base = self.base
+        act = getattr(base, self.act_name)
         # Group the (token, slot) pairs by expert; every expert then works on a contiguous slice.
         flat_experts = top_experts.reshape(-1)  # (P,) P = T * K
         order = torch.argsort(flat_experts, stable=True)
@@ -94,6 +142,8 @@ class MixLoRAFFN(nn.Module):
         token_of = order // self.top_k  # (P,) token of each pair, grouped by expert
         pair_gate = gates.reshape(-1)[order].unsqueeze(-1)  # (P, 1)
         xs = self.dropout(x_adapter[token_of])  # (P, hidden)
+        if counts is not None and self.merge_experts:
+            return self._forward_merged(xs, token_of, counts, pair_gate, shape)
 
         up = getattr(base, self.up_name)(x)  # (T, inner) frozen, once per token
         gate = getattr(base, self.gate_name)(x) if self.gate_name is not None else None
@@ -124,6 +174,24 @@ class MixLoRAFFN(nn.Module):
         out = getattr(base, self.down_name)(mixed)  # (T, hidden)
         out = out.index_add(0, token_of, torch.cat(down_deltas).to(out.dtype))
         return out.reshape(shape)
+
+    def _forward_merged(self, xs, token_of, counts, pair_gate, shape):
+        """Each expert's merged weights on its own pairs: ``sum_k g_k (W_k h + b)`` equals
+        ``W_down (sum_k g_k h) + b + ...`` of the factored form because the gates sum to one."""
+        merged = [(linear, linear.weight.t() + self.scaling * torch.bmm(a, b))  # (N, in, out)
+                  for linear, a, b in self._projections()]
+        act = getattr(self.base, self.act_name)
+        outs = []
+        for k, (x_k, g_k) in enumerate(zip(xs.split(counts), pair_gate.split(counts))):
+            if not len(x_k):
+                continue
+            h = [_affine(x_k, linear, weight[k]) for linear, weight in merged[:-1]]
+            h = act(h[0]) if len(h) == 1 else act(h[1]) * h[0]  # gated: act(gate) * up
+            linear, weight = merged[-1]
+            outs.append(_affine(h, linear, weight[k]) * g_k.to(h.dtype))
+        pairs = torch.cat(outs)  # (P, hidden)
+        out = pairs.new_zeros(shape.numel() // shape[-1], shape[-1])
+        return out.index_add_(0, token_of, pairs).reshape(shape)
 
     def _forward_gathered(self, xs, up, gate, token_of, pair_expert, pair_gate, shape):
         """Few pairs (decoding): gather each pair's expert matrices, batched matmuls instead of
@@ -184,3 +252,10 @@ class MixLoRAFFN(nn.Module):
     def extra_repr(self) -> str:
         return (f"num_experts={self.num_experts}, top_k={self.top_k}, rank={self.rank}, "
                 f"scaling={self.scaling:g}, gated={self.gate_name is not None}")
+
+
+def _affine(x: torch.Tensor, linear: nn.Linear, weight: torch.Tensor) -> torch.Tensor:
+    """``x @ weight + linear.bias`` (weight (d_in, d_out), the linear's own or a merged one)."""
+    if linear.bias is None:
+        return x @ weight
+    return torch.addmm(linear.bias, x, weight)

@@ -166,46 +166,60 @@ class MoREPolicy(nn.Module):
         for i, s in enumerate(seqs):  # left padding: the answer starts at the same column
             input_ids[i, length - len(s):] = torch.tensor(s)
             attention_mask[i, length - len(s):] = 1
-        if action_bins is not None:
-            action_bins = torch.as_tensor(action_bins, dtype=torch.long)
-            if action_bins.shape != (len(seqs), NUM_DIMS):
-                raise ValueError(f"action_bins must have shape ({len(seqs)}, {NUM_DIMS}), got "
-                                 f"{tuple(action_bins.shape)}")
-            if action_bins.min() < 0 or action_bins.max() >= self.num_bins:
-                raise ValueError(f"action_bins must lie in [0, {self.num_bins})")
-            # Teacher forcing: a_1..a_11 follow BOA; the last action token is never an input.
-            input_ids = torch.cat([input_ids, action_bins[:, :-1] + self.token_offset], dim=1)
-            attention_mask = torch.cat(
-                [attention_mask, torch.ones_like(action_bins[:, :-1])], dim=1)
         pixels = resize_images(list(images), self.image_size)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
                   "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0),
                   "pixel_values": self.backbone_adapter.pixel_values(pixels, self.model.config)}
         inputs.update(self.backbone_adapter.extra_inputs(pixels))
-        if action_bins is not None:
-            inputs["action_bins"] = action_bins
         device, dtype = self.device, TORCH_DTYPES[self.config.dtype]
-        return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
-                for k, v in inputs.items()}
+        inputs = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
+                  for k, v in inputs.items()}
+        return inputs if action_bins is None else self.with_actions(inputs, action_bins)
+
+    def with_actions(self, inputs: dict[str, torch.Tensor],
+                     action_bins: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Prefix inputs from :meth:`prepare` + dataset bins (B, 12) -> the teacher-forced
+        inputs (a_1..a_11 follow BOA; the last action token is never an input). A trainer
+        prepares each state once and reuses it for the target and the online forwards."""
+        n = inputs["input_ids"].shape[0]
+        action_bins = torch.as_tensor(action_bins, dtype=torch.long)
+        if action_bins.shape != (n, NUM_DIMS):
+            raise ValueError(f"action_bins must have shape ({n}, {NUM_DIMS}), got "
+                             f"{tuple(action_bins.shape)}")
+        if action_bins.min() < 0 or action_bins.max() >= self.num_bins:
+            raise ValueError(f"action_bins must lie in [0, {self.num_bins})")
+        action_bins = action_bins.to(inputs["input_ids"].device)
+        tokens = action_bins[:, :-1] + self.token_offset
+        mask = torch.cat([inputs["attention_mask"], torch.ones_like(tokens)], dim=1)
+        return {**inputs, "input_ids": torch.cat([inputs["input_ids"], tokens], dim=1),
+                "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+                "action_bins": action_bins}
 
     def _tokenize(self, prompt: str) -> tuple[int, ...]:
         return tuple(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     # -- forward -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _mask_tokens(self, attention_mask: torch.Tensor | None) -> Iterator[None]:
+    def _mask_tokens(self, attention_mask: torch.Tensor | None, keep: int) -> Iterator[None]:
         for layer in self.moe_layers:
             layer.token_mask = attention_mask
+        # The last layer's FFN output is read only at the ``keep`` positions of the logits
+        # (its attention keys and values, the KV cache, come before it). Not with activation
+        # checkpointing, whose recomputation runs outside this context.
+        last = self.moe_layers[-1] if keep and not self.model.is_activation_checkpointing else None
+        if last is not None:
+            last.keep_last = keep
         try:
             yield
         finally:
             for layer in self.moe_layers:
                 layer.token_mask = None
+                layer.keep_last = None
 
     def _backbone(self, inputs: dict[str, torch.Tensor], keep: int, past=None,
                   use_cache: bool = False):
         extra = {k: v for k, v in inputs.items() if k in self.backbone_adapter.extra_input_names}
-        with self._mask_tokens(inputs["attention_mask"][:, -inputs["input_ids"].shape[1]:]):
+        with self._mask_tokens(inputs["attention_mask"][:, -inputs["input_ids"].shape[1]:], keep):
             return self.backbone_adapter.forward(
                 self.model, inputs["input_ids"], inputs.get("pixel_values"),
                 inputs["attention_mask"], inputs["position_ids"], past_key_values=past,

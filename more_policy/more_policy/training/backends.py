@@ -17,7 +17,9 @@ the second layer: measured with torch 2.13 FSDP1 on 2 gloo processes.)
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 from typing import TYPE_CHECKING
 
 import torch
@@ -96,3 +98,17 @@ def make_accelerator(mixed_precision: str, batch_size: int, grad_accum: int,
 
 def is_deepspeed(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type.value == "DEEPSPEED"
+
+
+def keep_freed_memory_in_heap() -> bool:
+    """Have glibc keep freed activation-sized blocks for reuse instead of returning them to the
+    system: with its defaults, blocks of a few MiB are mmap'ed and unmapped again, so every
+    step page-faults its activations in afresh (measured 3-10 % of a tiny-preset RL step on
+    the CPU). Blocks up to 32 MiB (glibc's ceiling) come from the heap, which is never trimmed
+    below 1 GiB of free memory. Returns whether it applied (glibc only)."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    libc = ctypes.CDLL("libc.so.6")
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(
+        libc.mallopt(m_trim_threshold, 1 << 30))

@@ -22,7 +22,7 @@ from torch import nn
 
 from more_policy.data import BatchPrefetcher, EpisodeDataset
 from more_policy.rl.objective import Objective
-from more_policy.training.backends import is_deepspeed, make_accelerator
+from more_policy.training.backends import is_deepspeed, keep_freed_memory_in_heap, make_accelerator
 from more_policy.training.checkpointing import find_checkpoint, load_checkpoint, save_checkpoint
 from more_policy.training.config import TrainConfig
 from more_policy.training.metrics import MetricsLogger
@@ -111,6 +111,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
     policy built from cfg.model (any Q-model, see rl/objective.py)."""
     from tqdm import tqdm
 
+    keep_freed_memory_in_heap()
     p = prepare(cfg, model)
     acc = p.accelerator
     eval_stream = EpisodeDataset(cfg.eval_data, gamma=cfg.rl.gamma, shuffle=False).stream() \

@@ -24,12 +24,17 @@ class PolicyQModel(nn.Module):
     def action_token_slice(self) -> slice:
         return slice(self.policy.token_offset, self.policy.token_offset + self.policy.num_bins)
 
-    def make_state(self, images, instructions) -> dict[str, list]:
-        return {"images": list(images), "instructions": list(instructions)}
+    def make_state(self, images, instructions) -> dict[str, torch.Tensor]:
+        """The prefix inputs, prepared once (image patches projected): the target and online
+        forwards both use them."""
+        policy = self.policy
+        inputs = policy.prepare(list(images), list(instructions))
+        return policy.backbone_adapter.encode_images(policy.model, inputs)
 
-    def forward(self, state: dict[str, list], action_bins: torch.Tensor | None) -> QOutput:
-        out = self.policy(self.policy.prepare(state["images"], state["instructions"],
-                                              action_bins))
+    def forward(self, state: dict[str, torch.Tensor], action_bins: torch.Tensor | None
+                ) -> QOutput:
+        policy = self.policy
+        out = policy(state if action_bins is None else policy.with_actions(state, action_bins))
         return QOutput(out.action_logits, out.vocab_logits, out.balance_loss,
                        expert_load=out.router_stats["top1_fraction"])
 
