@@ -1,4 +1,4 @@
-"""The command envelope (control/safety.py): what any in-range command becomes, the gait
+"""The command envelope (control/envelope.py): what any in-range command becomes, the gait
 family it lets through, and the property that no in-range command makes the robot fall.
 
 Physics tests run the real control loop (safety monitor + envelope + analytic controller) on
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from more_policy.actions import WTW_SLOTS, ActionSpace
+from more_policy.control.envelope import CommandEnvelope, EnvelopeConfig
 from more_policy.control.gait import GaitController
 from more_policy.control.gait_clock import WTW_TO_SDK_FEET, foot_phases
 from more_policy.control.gait_governor import blend_to_trot
 from more_policy.control.loop import ControlLoop
-from more_policy.control.safety import CommandEnvelope, EnvelopeConfig, SafetyMonitor
+from more_policy.control.safety import SafetyMonitor
 from more_policy.control.wtw import projected_gravity
 from more_policy.robot.go2 import RobotState
 
