@@ -22,7 +22,7 @@ POSTURE_DIMS = ("body_height", "body_pitch", "stance_width", "swing_height")
 @dataclass
 class EnvelopeConfig:
     """The command envelope: every limit, measured in MuJoCo physics (tests/
-    test_control_envelope.py: 500 random commands held 5 s each, 2 still fall)."""
+    test_control_envelope.py: 500 random commands held 5 s each, none falls)."""
 
     max_speed: float = 1.5  # m/s forward/backward (the range goes to 2.1)
     max_lateral: float = 0.4  # m/s; with vel_x: inside the diamond |vx|/max + |vy|/max <= 1
@@ -67,9 +67,12 @@ class CommandEnvelope:
 
     1. gait: commanded faster than ``unsupported_gait_speed`` (or turning faster than that
        over ``turn_radius``, unless sidestepping), a gait without support blends towards a
-       trot, fully at ``trot_speed``; the executed (phase, offset,
-       bound) moves towards that along the shorter way round the circle at
-       ``gait_slew_rate`` (a gait switch never jumps the feet);
+       trot, fully at ``trot_speed``; the blend releases over ``trot_release_s``. Turning
+       counts because a pace/bound blend turning at 0.8 rad/s, switched from another such
+       blend, rolls over (the property run's two falls, now regression cases in
+       tests/test_control_envelope.py). The executed (phase, offset, bound) moves towards
+       that along the shorter way round the circle at ``gait_slew_rate`` (a gait switch never
+       jumps the feet);
     2. velocities: |vx| <= max_speed, |vy| <= max_lateral, both inside the diamond of the two,
        |yaw| <= max_yaw_rate; the centripetal load |v| |yaw| <= max_lateral_acceleration by
        slowing down (the path's curvature is kept); an unsupported gait (pace, bound, pronk)
