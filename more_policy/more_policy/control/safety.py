@@ -8,10 +8,16 @@ Rules (each has a test in tests/test_control_safety.py or tests/test_control_env
 * command envelope (:mod:`more_policy.control.envelope`, applied by both low-level
   controllers, analytic and walk-these-ways, to every command): what any in-range command
   becomes so that the robot executes it without falling;
-* command timeout: no fresh command for ``command_timeout_s`` -> the stand command (zero
-  velocity, stand defaults); the envelope's deceleration bound brings the robot to a stop
-  within ``max_speed / max_deceleration`` (0.25 s) and the legs stop stepping as it
-  slows down: standing still 0.5-0.6 s after the last command (tests/test_robot_dds_safety.py);
+* command timeout: no fresh command for ``command_timeout_s``, counted from when the command
+  was produced (its stamp, :meth:`ControlLoop.set_command`) on the control loop's monotonic
+  clock -> the stand command (zero velocity, stand defaults). The stop is a budget: the
+  timeout, at most one control tick to see it, the envelope's deceleration (0.08 s from
+  0.5 m/s at ``max_deceleration``), the swing fading out (~0.1 s) and the last foot landing
+  (0.1-0.2 s): standing still 0.38-0.54 s after the last command at 0.5 m/s, straight or
+  turning at 1 rad/s, in simulated time over the gait phase (0.46-0.6 s with the former
+  0.2 s timeout), leaving the rest of 0.6 s for DDS and scheduling
+  (tests/test_robot_dds_safety.py measures it over DDS). From top speed (1.5 m/s) the
+  deceleration alone takes 0.25 s;
 * state timeout: the newest LowState older than ``state_timeout_s`` at two control ticks in a
   row -> damping (one late packet is tolerated; real loss damps within state_timeout_s + 2
   ticks);
@@ -66,7 +72,8 @@ class Fault(enum.Enum):
 
 @dataclass
 class SafetyConfig:
-    command_timeout_s: float = 0.2  # the policy publishes at 10 Hz (policy_node max_rate_hz)
+    # the policy publishes at 10 Hz (policy_node max_rate_hz): one late or lost command stops
+    command_timeout_s: float = 0.15
     state_timeout_s: float = 0.08  # 40 LowState periods at 500 Hz, seen on two ticks in a row
     tilt_limit_rad: float = 0.8  # ~46 deg of roll or pitch
     joint_position_margin: float = 0.1  # rad beyond the URDF limits before a fault
