@@ -287,7 +287,7 @@ def test_corners_of_the_whole_command_space_stay_upright_for_5_s():
 
 
 def test_feet_stay_reachable_with_a_deep_crouch_and_the_highest_swing():
-    from more_policy.control.safety import EnvelopeConfig
+    from more_policy.control.envelope import EnvelopeConfig
 
     ctrl = GaitController(envelope=EnvelopeConfig(max_walking_swing_height=0.18))
     for _ in range(100):  # the walking envelope off: the swing alone would reach the hips

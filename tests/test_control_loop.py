@@ -46,8 +46,8 @@ def test_loop_stands_up_from_lying_walks_and_estops_in_physics():
     standing = physics.base_pose()[0]
     walk = SPACE.default_command()
     walk[SPACE.index("vel_x")] = 0.5
-    for _ in range(150):  # 3 s walking, the command refreshed at 5 Hz
-        if loop.stats.ticks % 10 == 0:
+    for _ in range(150):  # 3 s walking, the command refreshed at 10 Hz like the policy's
+        if loop.stats.ticks % 5 == 0:
             loop.set_command(walk)
         loop.tick()
     walked = physics.base_pose()[0]
@@ -94,3 +94,21 @@ def test_a_controller_that_raises_latches_damping_and_the_loop_goes_on():
     assert len(link.sent) == 3 and loop.stats.errors == 1  # the e-stop latched after tick 1
     assert [type(e) for e in errors] == [ArithmeticError]
     assert "controller error: ArithmeticError" in loop.monitor.status.detail
+
+
+def test_a_command_times_out_from_when_it_was_produced():
+    """A command held up on its way (its stamp says how long) stops the robot as early as a
+    lost one would; a stamp from a clock ahead of ours counts from its arrival."""
+    now = [10.0]
+    loop = ControlLoop(None, GaitController(), clock=lambda: now[0])
+    timeout = loop.monitor.config.command_timeout_s
+    walk = SPACE.default_command(vel_x=0.5)
+    loop.set_command(walk, age_s=timeout - 0.05)
+    assert loop.monitor.active_command(now[0])[SPACE.index("vel_x")] == 0.5
+    now[0] += 0.06  # 0.06 s after it arrived, timeout + 0.01 s after it was produced
+    np.testing.assert_allclose(loop.monitor.active_command(now[0]), SPACE.default_command())
+    assert loop.monitor.status.command_timed_out
+    loop.set_command(walk, age_s=-1.0)
+    assert loop.monitor.command_time == now[0]
+    now[0] += timeout - 0.01
+    assert loop.monitor.active_command(now[0])[SPACE.index("vel_x")] == 0.5

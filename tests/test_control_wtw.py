@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from more_policy.actions import ActionSpace
+from more_policy.control.envelope import EnvelopeConfig
 from more_policy.control.gait_clock import GaitClock, foot_phases, warp_phases
-from more_policy.control.safety import EnvelopeConfig
 from more_policy.control.wtw import NUM_OBS, WalkTheseWaysRunner, WtwConfig, projected_gravity
 from more_policy.robot.go2 import DEFAULT_JOINT_POS, RobotState
 

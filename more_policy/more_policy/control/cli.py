@@ -64,7 +64,7 @@ def run_control(args: argparse.Namespace) -> int:
         end = time.monotonic() + args.seconds
         while time.monotonic() < end and loop.monitor.status.fault is None:
             loop.set_command(command)
-            time.sleep(0.1)
+            time.sleep(0.05)  # well inside the command timeout, even on a busy host
         loop.set_command(space.default_command())
         time.sleep(1.0)  # come to a stop
         loop.stop()

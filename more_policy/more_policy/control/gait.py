@@ -5,7 +5,7 @@ Same command interface as the walk-these-ways runner (the 12-d MoRE command, rea
 
 1. estimate the body state (:mod:`body_estimate`): roll/pitch from the IMU, forward velocity
    from the legs in sensed ground contact;
-2. the command envelope (:class:`~more_policy.control.safety.CommandEnvelope`, shared with
+2. the command envelope (:class:`~more_policy.control.envelope.CommandEnvelope`, shared with
    the walk-these-ways runner) turns the command into one the controller keeps upright:
    velocity, acceleration and turning limits, gaits without support under the trunk slower,
    faster-stepping and blended towards a trot when fast or turning (they barely move
@@ -32,9 +32,9 @@ When the commanded velocities stay at zero the swing height fades out and the ro
 
 Measured in the MuJoCo sim (tests/test_control_envelope.py, tests/test_control_gait.py,
 bench/bench_control_tracking.py): of 500 uniformly random in-range commands plus the corners
-and the demo's saturated command, each held 5 s and switched abruptly, all corners and the
-demo command and 498 random ones ran without a fall (2 fell, both turning at 0.8 rad/s in a
-pace-bound blend: the property test still fails on those); the feet's contact pattern
+and the demo's saturated command, each held 5 s and switched abruptly, none fell and no
+safety fault tripped (the two that fell before the envelope blended turning pace/bound gaits
+into a trot are regression cases there); the feet's contact pattern
 follows the commanded trot, pace, bound and blends to within 0.1 cycle (a pronk's front feet
 land ~0.2 cycle after the rear ones).
 """
@@ -47,6 +47,7 @@ import numpy as np
 
 from more_policy.actions import WTW_SLOTS, ActionSpace
 from more_policy.control.body_estimate import BodyStateEstimator
+from more_policy.control.envelope import CommandEnvelope, EnvelopeConfig
 from more_policy.control.gait_clock import WTW_TO_SDK_FEET, GaitClock
 from more_policy.control.gait_governor import GaitGovernor, GovernedCommand, GovernorConfig
 from more_policy.control.kinematics import (
@@ -55,7 +56,6 @@ from more_policy.control.kinematics import (
     inverse_kinematics,
     leg_jacobian,
 )
-from more_policy.control.safety import CommandEnvelope, EnvelopeConfig
 from more_policy.robot.go2 import NUM_MOTORS, TOTAL_MASS, MotorCommand, RobotState
 
 GRAVITY = 9.81

@@ -1,7 +1,7 @@
 """Fail-safe governor of the analytic gait controller: the closed-loop part of "never fall".
 
 The open-loop limits (speed, turning load, acceleration, posture, gait ramps) are the command
-envelope in :mod:`more_policy.control.safety`, applied before the controller sees a command.
+envelope in :mod:`more_policy.control.envelope`, applied before the controller sees a command.
 What stays here needs the body state:
 
 * tilt fallback: an attitude error beyond ``tilt_limit`` (or a tilt rate beyond

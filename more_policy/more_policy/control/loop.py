@@ -73,9 +73,12 @@ class ControlLoop:
         self._thread: threading.Thread | None = None
 
     # -- inputs from other threads -------------------------------------------------------
-    def set_command(self, command: np.ndarray) -> np.ndarray | None:
+    def set_command(self, command: np.ndarray, age_s: float = 0.0) -> np.ndarray | None:
+        """``age_s``: how long before now the command was produced (its message stamp), so
+        the command timeout runs from then: a command held up in a busy executor stops the
+        robot no later than a lost one (negative ages, clock skew, count as 0)."""
         with self._lock:
-            return self.monitor.set_command(command, self.clock())
+            return self.monitor.set_command(command, self.clock() - max(0.0, age_s))
 
     def estop(self, reason: str = "operator") -> None:
         with self._lock:

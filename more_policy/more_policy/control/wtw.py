@@ -10,7 +10,7 @@ A walk-these-ways checkpoint holds two TorchScript networks: the adaptation modu
     joint targets = default + 0.25 * actions (hips x 0.5), PD with kp 20, kd 0.5
 
 Every command first passes the command envelope
-(:class:`~more_policy.control.safety.CommandEnvelope`), the same one the analytic controller
+(:class:`~more_policy.control.envelope.CommandEnvelope`), the same one the analytic controller
 applies; the walk-these-ways slots follow its conventions (pitch nose-up +, see actions.py).
 
 Joints inside the policy are in its training order (Go1 / Isaac Gym: FL, FR, RL, RR); the
@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from more_policy.actions import WTW_SLOTS, ActionSpace
+from more_policy.control.envelope import CommandEnvelope, EnvelopeConfig
 from more_policy.control.gait_clock import GaitClock
-from more_policy.control.safety import CommandEnvelope, EnvelopeConfig
 from more_policy.robot.go2 import NUM_MOTORS, MotorCommand, RobotState
 
 CONFIG_FILE = "wtw_config.json"

@@ -35,7 +35,12 @@ from more_policy.actions import ActionSpace, ActionSpaceError
 from more_policy.control.loop import ControlLoop
 from more_policy.control.safety import SafetyConfig, SafetyMonitor
 from more_policy.control.stand import StandUpConfig, StandUpSequence
-from more_policy.data.ros_messages import COMMAND_TOPIC, DIAGNOSTICS_TOPIC, JOINT_STATES_TOPIC
+from more_policy.data.ros_messages import (
+    COMMAND_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    JOINT_STATES_TOPIC,
+    stamp_to_ns,
+)
 from more_policy.nodes.interfaces import (
     COMMAND_QOS,
     SENSOR_QOS,
@@ -75,7 +80,8 @@ PARAMETERS = (
     ParamSpec("release_sport_mode", False,
               "check and release the Go2's sport mode (MotionSwitcherClient) before low-level "
               "control; true on the robot"),
-    ParamSpec("command_timeout_s", 0.2, "no command for this long -> stop and stand [s]"),
+    ParamSpec("command_timeout_s", 0.15, "no command for this long (from its stamp) -> "
+              "stop and stand [s]"),
     ParamSpec("state_timeout_s", 0.08,
               "newest LowState older than this on two ticks in a row -> damping (latched) [s]"),
     ParamSpec("tilt_limit_rad", 0.8, "roll/pitch beyond this -> damping (latched) [rad]"),
@@ -224,7 +230,13 @@ class ControllerNode(LifecycleNode):
             return
         if msg.terminate:  # the episode is over: stand still
             values = self.space.default_command()
-        loop.set_command(values)
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        age_s = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9 if stamp_ns else 0.0
+        if age_s > loop.monitor.config.command_timeout_s:
+            self.get_logger().warning(f"command stamped {age_s:.3f} s ago, older than the "
+                                      "command timeout: standing (clocks out of sync?)",
+                                      throttle_duration_sec=1.0)
+        loop.set_command(values, age_s)
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and self.loop is not None:
