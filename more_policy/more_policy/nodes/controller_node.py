@@ -18,14 +18,17 @@ stream (nothing reaches rt/lowcmd before), deactivate damps, cleanup/shutdown cl
 ``autostart`` parameter (default true) drives configure + activate at start.
 
 The DDS domain and network interface select the robot (domain 0, its NIC) or the sim
-(loopback, its own domain). Publishes sensor_msgs/JointState and sensor_msgs/Imu every tick and
-diagnostic_msgs/DiagnosticArray at ``diagnostics_rate_hz``.
+(loopback, its own domain). Publishes sensor_msgs/JointState, sensor_msgs/Imu and
+nav_msgs/Odometry (dead reckoning, see :mod:`more_policy.control.odometry`) every tick,
+TF odom -> base_link with each odometry message and the camera mount as static TF
+(``publish_tf``), and diagnostic_msgs/DiagnosticArray at ``diagnostics_rate_hz``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool
@@ -33,6 +36,7 @@ from std_msgs.msg import Bool
 from more_msgs.msg import Go2Command
 from more_policy.actions import ActionSpace, ActionSpaceError
 from more_policy.control.loop import ControlLoop
+from more_policy.control.odometry import LeggedOdometry
 from more_policy.control.safety import SafetyConfig, SafetyMonitor
 from more_policy.control.stand import StandUpConfig, StandUpSequence
 from more_policy.data.ros_messages import COMMAND_TOPIC, DIAGNOSTICS_TOPIC, JOINT_STATES_TOPIC
@@ -43,10 +47,13 @@ from more_policy.nodes.interfaces import (
     ParamSpec,
     declare_parameters,
 )
-from more_policy.nodes.messages import imu_message
+from more_policy.nodes.messages import imu_message, odometry_message, odometry_transform
+from more_policy.nodes.transforms import TfBroadcaster
 from more_policy.robot.go2 import JOINT_NAMES, MotorCommand
+from more_policy.vision import D435_COLOR
 
 CONTROLLERS = ("analytic", "wtw")
+MAX_ODOMETRY_STEP_S = 0.5  # a longer gap (a stalled process) is not integrated as motion
 
 PARAMETERS = (
     ParamSpec("autostart", True,
@@ -66,6 +73,13 @@ PARAMETERS = (
     ParamSpec("joint_states_topic", JOINT_STATES_TOPIC, "sensor_msgs/JointState output topic"),
     ParamSpec("imu_topic", "/imu/data",
               "sensor_msgs/Imu from LowState's IMU (frame base_link), every control tick"),
+    ParamSpec("odom_topic", "/odom",
+              "nav_msgs/Odometry odom -> base_link dead-reckoned from LowState (IMU attitude, "
+              "leg odometry; control/odometry.py), every control tick"),
+    ParamSpec("publish_tf", True,
+              "TF: that estimate as odom -> base_link on /tf, the camera mount base_link -> "
+              "camera_link -> camera_color_optical_frame on /tf_static (false where another "
+              "node owns them: the sim publishes ground truth)"),
     ParamSpec("diagnostics_topic", DIAGNOSTICS_TOPIC, "diagnostic_msgs/DiagnosticArray topic"),
     ParamSpec("control_rate_hz", 50.0, "control loop rate [Hz] (walk-these-ways: 50)"),
     ParamSpec("diagnostics_rate_hz", 2.0, "diagnostics publishing rate [Hz]"),
@@ -127,6 +141,10 @@ class ControllerNode(LifecycleNode):
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], STATUS_QOS)
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], SENSOR_QOS)
+        self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], SENSOR_QOS)
+        self.tf = TfBroadcaster(self, D435_COLOR) if p["publish_tf"] else None
+        self.odometry = LeggedOdometry(self.control_dt)  # continuous across lifecycle changes
+        self._last_odometry_ns: int | None = None
         self.create_subscription(Go2Command, p["command_topic"], self._on_command, COMMAND_QOS)
         self.create_subscription(Bool, p["estop_topic"], self._on_estop, COMMAND_QOS)
         self.create_timer(self.control_dt, self._publish_joint_states)
@@ -257,6 +275,20 @@ class ControllerNode(LifecycleNode):
         joints.effort = [float(v) for v in state.tau]
         self.joint_pub.publish(joints)
         self.imu_pub.publish(imu_message(state, joints.header.stamp))
+        self._publish_odometry(state, joints.header.stamp)
+
+    def _publish_odometry(self, state, stamp) -> None:
+        # The node clock (sim time under use_sim_time): the joint velocities the estimate
+        # integrates are per second of the robot's (or the simulation's) time.
+        now_ns = self.get_clock().now().nanoseconds
+        dt = 0.0 if self._last_odometry_ns is None else (now_ns - self._last_odometry_ns) / 1e9
+        self._last_odometry_ns = now_ns
+        est = self.odometry.update(state, min(max(dt, 0.0), MAX_ODOMETRY_STEP_S))
+        odom = odometry_message(est.position, est.quat, est.linear_velocity,
+                                est.angular_velocity, stamp)
+        self.odom_pub.publish(odom)
+        if self.tf is not None:
+            self.tf.send(odometry_transform(odom))
 
     def _publish_diagnostics(self) -> None:
         loop, client = self.loop, self.client
