@@ -88,6 +88,7 @@ class Go2SimNode(Node):
         from more_policy.sim.env import make_env
 
         p = self.params = declare_parameters(self, PARAMETERS)
+        self._sim_time = self.get_parameter("use_sim_time").value
         rates = ("camera_rate_hz", "real_time_factor", "odom_rate_hz", "clock_rate_hz")
         if not all(p[name] > 0 for name in rates):
             raise ValueError(f"{', '.join(rates)} must be > 0")
@@ -168,10 +169,17 @@ class Go2SimNode(Node):
             self.clock_pub.publish(Clock(clock=Time(seconds=now).to_msg()))
         if motion is not None:
             self._next_odom = now + 1.0 / self.params["odom_rate_hz"]
-            odom = odometry_message(*motion, self.get_clock().now().to_msg())
+            odom = odometry_message(*motion, self._stamp(now))
             self.odom_pub.publish(odom)
             if self.tf is not None:
                 self.tf.send(odometry_transform(odom))
+
+    def _stamp(self, sim_time: float):
+        """Header stamp of data taken at ``sim_time``: exactly that time on the simulated clock
+        (the node's own clock lags it by up to one /clock period), else the wall clock."""
+        if self._sim_time:
+            return Time(seconds=sim_time).to_msg()
+        return self.get_clock().now().to_msg()
 
     def _render_frame(self) -> None:
         """Publish a frame rendered from a snapshot of the physics state."""
@@ -181,7 +189,7 @@ class Go2SimNode(Node):
         mujoco.mj_camlight(self.physics.model, snapshot)
         rgb = render_camera(self.physics.model, snapshot, p["image_width"], p["image_height"],
                             CAMERA_NAME)
-        self.image_pub.publish(rgb_to_image(rgb, stamp=self.get_clock().now().to_msg()))
+        self.image_pub.publish(rgb_to_image(rgb, stamp=self._stamp(snapshot.time)))
 
     def _camera_loop(self) -> None:
         """Frames on their own thread, so rendering never stalls LowState."""
