@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from more_policy.control.body_estimate import BodyStateEstimator, level_rotation, quat_to_matrix
-from more_policy.control.kinematics import HIP_POSITIONS, leg_fk
+from more_policy.control.kinematics import forward_kinematics
 from more_policy.robot.go2 import FOOT_RADIUS, RobotState
 
 
@@ -37,10 +37,8 @@ class OdometryEstimate:
 
 def trunk_height(state: RobotState, roll: float, pitch: float) -> float:
     """Height of the trunk origin above the lowest foot's contact point [m]."""
-    q = np.asarray(state.q, dtype=float)
-    level = level_rotation(roll, pitch)
-    depths = [-(level @ (HIP_POSITIONS[i] + leg_fk(q[3 * i:3 * i + 3], i)))[2] for i in range(4)]
-    return float(max(depths) + FOOT_RADIUS)
+    feet = forward_kinematics(state.q) @ level_rotation(roll, pitch).T  # (4, 3), levelled
+    return float(-feet[:, 2].min() + FOOT_RADIUS)
 
 
 class LeggedOdometry:
