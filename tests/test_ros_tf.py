@@ -1,14 +1,14 @@
 """TF over real DDS (REP 105): odom -> base_link -> camera_link -> camera_color_optical_frame
 from the sim (ground truth, on the simulated clock) and from controller_node driving the
 MuJoCo Go2 through the Unitree DDS topics (dead reckoning from LowState), with
-nav_msgs/Odometry and sensor_msgs/Imu from the same robot state."""
+nav_msgs/Odometry and sensor_msgs/Imu from the same robot state, checked against the sim's
+ground truth."""
 
 from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
+import time
 
 import numpy as np
 import pytest
@@ -18,20 +18,24 @@ pytestmark = [pytest.mark.ros, pytest.mark.sim]
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("mujoco")
 
-from child_env import python_env  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from ros_procs import NodeProcess, Probe, isolated_domain  # noqa: E402
 from sensor_msgs.msg import Imu  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
+from more_msgs.msg import Go2Command  # noqa: E402
+from more_policy.actions import ActionSpace  # noqa: E402
 from more_policy.control.body_estimate import quat_to_matrix  # noqa: E402
-from more_policy.data.ros_messages import EPISODE_TOPIC  # noqa: E402
-from more_policy.nodes.interfaces import SENSOR_QOS, STATUS_QOS  # noqa: E402
+from more_policy.data.ros_messages import COMMAND_TOPIC, EPISODE_TOPIC  # noqa: E402
+from more_policy.nodes.go2_command import to_go2_command  # noqa: E402
+from more_policy.nodes.interfaces import COMMAND_QOS, SENSOR_QOS, STATUS_QOS  # noqa: E402
 from more_policy.nodes.transforms import TF_QOS, TF_STATIC_QOS  # noqa: E402
 from more_policy.vision import D435_COLOR  # noqa: E402
 
 OPTICAL = "camera_color_optical_frame"
+ESTIMATE_TOPIC = "/more/odom_estimate"  # as in config/sim.yaml: the sim owns /odom
+WALK_SPEED, WALK_S = 0.4, 3.0  # m/s, s of simulated time
 
 
 def seconds(stamp) -> float:
@@ -128,55 +132,79 @@ def test_sim_tf_tree_follows_the_trunk_on_sim_time():
     np.testing.assert_allclose(xyz, report["base_pose"][:3], atol=0.01)
 
 
+def nearest(messages: list, stamp: float):
+    return min(messages, key=lambda m: abs(seconds(m.header.stamp) - stamp))
+
+
 @pytest.mark.timeout(120)
-def test_controller_odometry_imu_and_tf_from_lowstate_of_the_sim_bridge(tmp_path):
+def test_controller_odometry_imu_and_tf_from_lowstate_while_walking_in_the_sim():
+    """controller_node on the sim's rt/lowstate (go2_sim_node's bridge), both on the simulated
+    clock: its dead-reckoned Odometry and TF follow the sim's ground-truth /odom while the
+    robot stands and walks; its Imu carries the same attitude."""
+    space = ActionSpace()
+    walk = space.default_command()
+    walk[space.index("vel_x")] = WALK_SPEED
     sdk_domain = random.randint(1, 99)
-    log = tmp_path / "bridge.json"
     with isolated_domain():
         rclpy.init()
         probe = Probe("controller_tf_probe")
         dynamic = probe.listen(TFMessage, "/tf", TF_QOS)
         static = probe.listen(TFMessage, "/tf_static", TF_STATIC_QOS)
-        odoms = probe.listen(Odometry, "/odom", SENSOR_QOS)
+        truth = probe.listen(Odometry, "/odom", SENSOR_QOS)
+        estimates = probe.listen(Odometry, ESTIMATE_TOPIC, SENSOR_QOS)
         imus = probe.listen(Imu, "/imu/data", SENSOR_QOS)
-        bridge = subprocess.Popen(
-            [sys.executable, "-m", "more_policy.sim.cli", "sim-bridge", "--domain",
-             str(sdk_domain), "--seconds", "5", "--wait-controller", "30", "--log", str(log)],
-            env=python_env())
+        commands = probe.publisher(Go2Command, COMMAND_TOPIC, COMMAND_QOS)
+        sim = NodeProcess("more_policy.nodes.go2_sim_node", {
+            "dds_domain_id": sdk_domain, "network_interface": "lo", "image_width": 80,
+            "image_height": 60, "camera_rate_hz": 1.0, "use_sim_time": "true",
+            "publish_tf": "false"})  # TF from the controller only
         node = NodeProcess("more_policy.nodes.controller_node", {
             "dds_domain_id": sdk_domain, "network_interface": "lo", "lowcmd_stream_hz": 0.0,
+            "use_sim_time": "true", "odom_topic": ESTIMATE_TOPIC, "command_timeout_s": 1.0,
             "standup_damping_s": 0.2, "standup_ramp_s": 0.5, "state_timeout_s": 0.5})
         try:
-            assert bridge.wait(timeout=60) == 0, node.output()
-            standing = list(odoms)  # everything up to the end of the bridge's run
+            def sim_time() -> float:
+                return seconds(estimates[-1].header.stamp) if estimates else 0.0
+            assert probe.wait_for(lambda: sim_time() > 2.0, 60), node.output() + sim.output()
+            standing = list(estimates)  # stood up (0.7 s) and stood still
+            walk_start = sim_time()
+            while sim_time() < walk_start + WALK_S:  # the policy's rate
+                commands.publish(to_go2_command(space, walk))
+                time.sleep(0.1)
+            walk_end = sim_time()
         finally:
-            if bridge.poll() is None:
-                bridge.kill()
             node.stop()
+            sim.stop()
             probe.close()
             rclpy.shutdown()
-    trajectory = np.array(json.loads(log.read_text())["trajectory"])
-    t, x, y, z, _ = trajectory.T
-    assert len(standing) > 50, node.output()
     check_tree(dynamic, static)
-    assert check_tf_matches_odometry(dynamic, odoms) >= 0.8 * len(dynamic)
-    late = standing[len(standing) // 2:]  # standing, after the stand-up
-    position = np.array([odom_pose(o)[0] for o in late])
-    true_height = z[t > 2.0].mean()
-    moved = np.array([x[-1] - x[0], y[-1] - y[0]])  # odom starts where the trunk started
-    print(f"odometry height {position[:, 2].mean():.3f} m, sim {true_height:.3f} m; moved "
-          f"{position[-1, :2].round(3)} m, sim {moved.round(3)} m")
-    assert position[:, 2].mean() == pytest.approx(true_height, abs=0.02)
-    np.testing.assert_allclose(position[-1, :2], moved, atol=0.03)
-    assert max(abs(o.twist.twist.linear.x) for o in late) < 0.2
-    # Imu and Odometry from the same LowState: one attitude, the robot level
+    assert check_tf_matches_odometry(dynamic, estimates) >= 0.8 * len(dynamic)
+    # standing: the height from the legs is the trunk's
+    est = standing[-1]
+    true = nearest(truth, seconds(est.header.stamp))
+    assert odom_pose(est)[0][2] == pytest.approx(odom_pose(true)[0][2], abs=0.02)
+    # walking: the dead-reckoned displacement is the trunk's (leg odometry, IMU heading)
+    ends = [nearest(estimates, walk_start + 0.5), nearest(estimates, walk_end)]
+    moved = odom_pose(ends[1])[0][:2] - odom_pose(ends[0])[0][:2]
+    true_ends = [nearest(truth, seconds(e.header.stamp)) for e in ends]
+    true_moved = odom_pose(true_ends[1])[0][:2] - odom_pose(true_ends[0])[0][:2]
+    print(f"walked {true_moved.round(3)} m in the sim, odometry says {moved.round(3)} m")
+    # Loose bounds: on a loaded machine the sim runs slower than the controller's wall-clock
+    # ticks, the gait stumbles and slipping feet fool leg odometry (measured: 40 % short on
+    # our 2-core box; test_control_odometry.py checks the estimate in lockstep: 3 %).
+    distance, true_distance = np.linalg.norm(moved), np.linalg.norm(true_moved)
+    assert true_distance > 0.15
+    assert moved @ true_moved > 0.8 * distance * true_distance, "not the trunk's direction"
+    assert 0.4 * true_distance < distance < 1.5 * true_distance
+    # Imu and Odometry from the same LowState: one attitude, the trunk's
     imu_by_stamp = {seconds(i.header.stamp): i for i in imus}
-    pairs = [(o, imu_by_stamp[seconds(o.header.stamp)]) for o in late
+    pairs = [(o, imu_by_stamp[seconds(o.header.stamp)]) for o in estimates
              if seconds(o.header.stamp) in imu_by_stamp]
-    assert pairs
+    assert len(pairs) > 0.5 * len(estimates)
     for odom, imu in pairs:
         q = imu.orientation
         np.testing.assert_allclose(odom_pose(odom)[1], [q.w, q.x, q.y, q.z], atol=1e-12)
         assert imu.header.frame_id == "base_link"
-        assert imu.linear_acceleration.z == pytest.approx(9.81, abs=1.5)
-    assert abs(pairs[-1][1].orientation.w) > 0.99
+    q_true = odom_pose(true_ends[1])[1]
+    assert abs(odom_pose(ends[1])[1] @ q_true) == pytest.approx(1.0, abs=2e-3)
+    assert pairs[-1][1].linear_acceleration.z == pytest.approx(9.81, abs=3.0)

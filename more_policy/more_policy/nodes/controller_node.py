@@ -144,7 +144,8 @@ class ControllerNode(LifecycleNode):
         self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], SENSOR_QOS)
         self.tf = TfBroadcaster(self, D435_COLOR) if p["publish_tf"] else None
         self.odometry = LeggedOdometry(self.control_dt)  # continuous across lifecycle changes
-        self._last_odometry_ns: int | None = None
+        self._last_odometry_ns: int | None = None  # node clock at the last update
+        self._odometry_state_time: float | None = None  # receive time of the state it used
         self.create_subscription(Go2Command, p["command_topic"], self._on_command, COMMAND_QOS)
         self.create_subscription(Bool, p["estop_topic"], self._on_estop, COMMAND_QOS)
         self.create_timer(self.control_dt, self._publish_joint_states)
@@ -275,15 +276,19 @@ class ControllerNode(LifecycleNode):
         joints.effort = [float(v) for v in state.tau]
         self.joint_pub.publish(joints)
         self.imu_pub.publish(imu_message(state, joints.header.stamp))
-        self._publish_odometry(state, joints.header.stamp)
+        self._publish_odometry(state, client.last_receive_time(), joints.header.stamp)
 
-    def _publish_odometry(self, state, stamp) -> None:
-        # The node clock (sim time under use_sim_time): the joint velocities the estimate
-        # integrates are per second of the robot's (or the simulation's) time.
-        now_ns = self.get_clock().now().nanoseconds
-        dt = 0.0 if self._last_odometry_ns is None else (now_ns - self._last_odometry_ns) / 1e9
-        self._last_odometry_ns = now_ns
-        est = self.odometry.update(state, min(max(dt, 0.0), MAX_ODOMETRY_STEP_S))
+    def _publish_odometry(self, state, received: float | None, stamp) -> None:
+        # Integrate each LowState once (a lost robot's last state is not motion), over the
+        # node clock (sim time under use_sim_time: the joint velocities the estimate
+        # integrates are per second of the robot's, or the simulation's, time).
+        if received != self._odometry_state_time:
+            self._odometry_state_time = received
+            now_ns = self.get_clock().now().nanoseconds
+            last, self._last_odometry_ns = self._last_odometry_ns, now_ns
+            dt = 0.0 if last is None else (now_ns - last) / 1e9
+            self.odometry.update(state, min(max(dt, 0.0), MAX_ODOMETRY_STEP_S))
+        est = self.odometry.estimate
         odom = odometry_message(est.position, est.quat, est.linear_velocity,
                                 est.angular_velocity, stamp)
         self.odom_pub.publish(odom)

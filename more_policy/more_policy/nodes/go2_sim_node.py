@@ -12,8 +12,8 @@ and TF odom -> base_link (REP 105: the sim's world frame is odom; twist in base_
 camera mount as static TF base_link -> camera_link -> camera_color_optical_frame, and the
 simulation time as /clock (rosgraph_msgs/Clock), odometry and clock from the physics thread at
 sim-time rates, so nodes launched with use_sim_time (the sim stack's default) run on the
-simulated clock. (The IMU reaches ROS as
-on the robot: controller_node publishes it from LowState.) Frames are rendered on a second
+simulated clock. (The IMU reaches ROS as on the robot: controller_node publishes it from
+LowState.) Frames are rendered on a second
 thread from a copy of the physics state, so LowState keeps its rate.
 """
 
