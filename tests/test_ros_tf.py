@@ -34,7 +34,7 @@ from more_policy.nodes.transforms import TF_QOS, TF_STATIC_QOS  # noqa: E402
 from more_policy.vision import D435_COLOR  # noqa: E402
 
 OPTICAL = "camera_color_optical_frame"
-ESTIMATE_TOPIC = "/more/odom_estimate"  # as in config/sim.yaml: the sim owns /odom
+ESTIMATE_TOPIC = "/more/odom_estimate"  # the sim owns /odom
 WALK_SPEED, WALK_S = 0.4, 3.0  # m/s, s of simulated time
 
 

@@ -75,7 +75,8 @@ PARAMETERS = (
               "sensor_msgs/Imu from LowState's IMU (frame base_link), every control tick"),
     ParamSpec("odom_topic", "/odom",
               "nav_msgs/Odometry odom -> base_link dead-reckoned from LowState (IMU attitude, "
-              "leg odometry; control/odometry.py), every control tick"),
+              "leg odometry; control/odometry.py), every control tick; empty: no odometry "
+              "and no TF odom -> base_link"),
     ParamSpec("publish_tf", True,
               "TF: that estimate as odom -> base_link on /tf, the camera mount base_link -> "
               "camera_link -> camera_color_optical_frame on /tf_static (false where another "
@@ -141,7 +142,8 @@ class ControllerNode(LifecycleNode):
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], STATUS_QOS)
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], SENSOR_QOS)
-        self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], SENSOR_QOS)
+        self.odom_pub = (self.create_publisher(Odometry, p["odom_topic"], SENSOR_QOS)
+                         if p["odom_topic"] else None)
         self.tf = TfBroadcaster(self, D435_COLOR) if p["publish_tf"] else None
         self.odometry = LeggedOdometry(self.control_dt)  # continuous across lifecycle changes
         self._last_odometry_ns: int | None = None  # node clock at the last update
@@ -276,7 +278,8 @@ class ControllerNode(LifecycleNode):
         joints.effort = [float(v) for v in state.tau]
         self.joint_pub.publish(joints)
         self.imu_pub.publish(imu_message(state, joints.header.stamp))
-        self._publish_odometry(state, client.last_receive_time(), joints.header.stamp)
+        if self.odom_pub is not None:
+            self._publish_odometry(state, client.last_receive_time(), joints.header.stamp)
 
     def _publish_odometry(self, state, received: float | None, stamp) -> None:
         # Integrate each LowState once (a lost robot's last state is not motion), over the
