@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool
@@ -146,12 +147,15 @@ class ControllerNode(LifecycleNode):
                          if p["odom_topic"] else None)
         self.tf = TfBroadcaster(self, D435_COLOR) if p["publish_tf"] else None
         self.odometry = LeggedOdometry(self.control_dt)  # continuous across lifecycle changes
-        self._last_odometry_ns: int | None = None  # node clock at the last update
+        self._last_odometry_ns: int | None = None  # node clock of the last estimate
         self._odometry_state_time: float | None = None  # receive time of the state it used
         self.create_subscription(Go2Command, p["command_topic"], self._on_command, COMMAND_QOS)
         self.create_subscription(Bool, p["estop_topic"], self._on_estop, COMMAND_QOS)
-        self.create_timer(self.control_dt, self._publish_joint_states)
-        self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics)
+        # Wall-clock timers even under use_sim_time, like the control loop itself: robot state
+        # flows in real time (only the stamps follow the node clock).
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self.control_dt, self._publish_joint_states, clock=steady)
+        self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics, clock=steady)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -271,7 +275,8 @@ class ControllerNode(LifecycleNode):
             return
         self._max_state_age = max(self._max_state_age, client.age())
         joints = JointState()
-        joints.header.stamp = self.get_clock().now().to_msg()
+        now = self.get_clock().now()
+        joints.header.stamp = now.to_msg()
         joints.name = list(JOINT_NAMES)
         joints.position = [float(v) for v in state.q]
         joints.velocity = [float(v) for v in state.dq]
@@ -279,21 +284,24 @@ class ControllerNode(LifecycleNode):
         self.joint_pub.publish(joints)
         self.imu_pub.publish(imu_message(state, joints.header.stamp))
         if self.odom_pub is not None:
-            self._publish_odometry(state, client.last_receive_time(), joints.header.stamp)
+            self._publish_odometry(state, client.last_receive_time(), now)
 
-    def _publish_odometry(self, state, received: float | None, stamp) -> None:
-        # Integrate each LowState once (a lost robot's last state is not motion), over the
-        # node clock (sim time under use_sim_time: the joint velocities the estimate
-        # integrates are per second of the robot's, or the simulation's, time).
+    def _publish_odometry(self, state, received: float | None, now) -> None:
+        # One estimate per stamp: tf2 rejects repeated stamps, and under use_sim_time the
+        # clock moves in /clock steps, which can be slower than these wall-clock ticks. Each
+        # new LowState is integrated once (a lost robot's last state is not motion) over the
+        # node clock: the joint velocities are per second of the robot's (the sim's) time.
+        now_ns, last = now.nanoseconds, self._last_odometry_ns
+        if last is not None and now_ns <= last:
+            return
+        self._last_odometry_ns = now_ns
         if received != self._odometry_state_time:
             self._odometry_state_time = received
-            now_ns = self.get_clock().now().nanoseconds
-            last, self._last_odometry_ns = self._last_odometry_ns, now_ns
             dt = 0.0 if last is None else (now_ns - last) / 1e9
-            self.odometry.update(state, min(max(dt, 0.0), MAX_ODOMETRY_STEP_S))
+            self.odometry.update(state, min(dt, MAX_ODOMETRY_STEP_S))
         est = self.odometry.estimate
         odom = odometry_message(est.position, est.quat, est.linear_velocity,
-                                est.angular_velocity, stamp)
+                                est.angular_velocity, now.to_msg())
         self.odom_pub.publish(odom)
         if self.tf is not None:
             self.tf.send(odometry_transform(odom))
