@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-command setup from a fresh clone: .venv, pinned Python packages, apt packages, more_msgs.
+# One-command setup from a fresh clone: .venv, pinned Python packages, apt packages, more_msgs
+# (and tf2_msgs where no ROS 2 is installed).
 #
 #   scripts/setup.sh            # idempotent; a second run with nothing changed takes seconds
 #   FORCE=1 scripts/setup.sh    # redo every step
@@ -74,18 +75,33 @@ if ! up_to_date pip "$h"; then
   mark_done pip "$h"
 fi
 
-# --- more_msgs (rosidl, plain cmake into the venv) ---------------------------------------
-h=$(inputs_hash "$ROOT"/more_msgs/CMakeLists.txt "$ROOT"/more_msgs/package.xml "$ROOT"/more_msgs/msg/*.msg)
-if ! up_to_date more_msgs "$h" || ! python -c "import more_msgs.msg" 2>/dev/null; then
-  log "building more_msgs"
-  export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
-  build="$ROOT/build/more_msgs"
+# --- interface packages (rosidl, plain cmake into the venv) ---------------------------------
+# build_interfaces NAME SOURCE_DIR: generate and install a message package into the venv.
+build_interfaces() {
+  local name="$1" src="$2" build="$ROOT/build/$1"
+  log "building $name"
   rm -rf "$build" && mkdir -p "$build"
-  cmake -S "$ROOT/more_msgs" -B "$build" -DCMAKE_INSTALL_PREFIX="$VENV" \
+  cmake -S "$src" -B "$build" -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >"$build.log" 2>&1 \
     && cmake --build "$build" -j"$(nproc)" >>"$build.log" 2>&1 \
     && cmake --install "$build" >>"$build.log" 2>&1 \
-    || { tail -n 40 "$build.log"; log "more_msgs build failed (full log: $build.log)"; exit 1; }
+    || { tail -n 40 "$build.log"; log "$name build failed (full log: $build.log)"; exit 1; }
+}
+export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+cmake_helpers=("$ROOT"/more_msgs/cmake/*.cmake)
+# tf2_msgs (/tf, /tf_static) is part of every ROS 2 install but has no PyPI wheel: pip-only
+# machines build the vendored TFMessage (ros2_ws/vendor/tf2_msgs).
+if [[ -z "${ROS_DISTRO:-}" ]]; then
+  tf2="$ROOT/ros2_ws/vendor/tf2_msgs"
+  h=$(inputs_hash "$tf2"/CMakeLists.txt "$tf2"/package.xml "$tf2"/msg/*.msg "${cmake_helpers[@]}")
+  if ! up_to_date tf2_msgs "$h" || ! python -c "import tf2_msgs.msg" 2>/dev/null; then
+    build_interfaces tf2_msgs "$tf2"
+    mark_done tf2_msgs "$h"
+  fi
+fi
+h=$(inputs_hash "$ROOT"/more_msgs/CMakeLists.txt "$ROOT"/more_msgs/package.xml "$ROOT"/more_msgs/msg/*.msg "${cmake_helpers[@]}")
+if ! up_to_date more_msgs "$h" || ! python -c "import more_msgs.msg" 2>/dev/null; then
+  build_interfaces more_msgs "$ROOT/more_msgs"
   mark_done more_msgs "$h"
 fi
 
@@ -101,6 +117,7 @@ fi
 
 python - <<'PY'
 from more_msgs.msg import Go2Command, PolicyStatus  # noqa: F401
+from tf2_msgs.msg import TFMessage  # noqa: F401
 import more_policy, rclpy, torch  # noqa: F401,E401
 print(f"[setup] ready: torch {torch.__version__}, rclpy, more_msgs, more_policy {more_policy.__version__}")
 PY

@@ -139,11 +139,40 @@ def test_parameter_files_exist_are_installed_and_declared(stack_name):
     for node_name, section in sections.items():
         declared = node_parameters(node_name)
         for key, value in section["ros__parameters"].items():
+            if key in ROS_PARAMETERS:
+                assert isinstance(value, bool), f"{stack.config_file}: {node_name}.{key}"
+                continue
             assert key in declared, f"{stack.config_file}: {node_name} does not declare {key}"
             # ROS parameters are typed by their default: a YAML 5 for a float would be refused
             assert type(value) is type(declared[key]), \
                 f"{stack.config_file}: {node_name}.{key}={value!r} but the default is " \
                 f"{declared[key]!r}"
+
+
+def launch_argument_default(path: Path, name: str) -> str | None:
+    """default_value of DeclareLaunchArgument(name, ...) in a launch file (None: not declared)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
+                and ast.literal_eval(node.args[0]) == name):
+            return next(ast.literal_eval(k.value) for k in node.keywords
+                        if k.arg == "default_value")
+    return None
+
+
+def test_only_the_sim_stack_runs_on_sim_time():
+    """use_sim_time: true for every node of the sim stack (launch default and YAML, which
+    `more run sim` reads), ROS's default (false, wall time) everywhere else."""
+    for name, stack in STACKS.items():
+        launch = BRINGUP / "launch" / stack.launch_file
+        sections = yaml.safe_load((BRINGUP / "config" / stack.config_file).read_text())
+        sim_time = {node: section["ros__parameters"].get("use_sim_time", False)
+                    for node, section in sections.items()}
+        if name == "sim":
+            assert launch_argument_default(launch, "use_sim_time") == "true"
+            assert all(sim_time.values()), sim_time
+        else:
+            assert launch_argument_default(launch, "use_sim_time") in (None, "false")
+            assert not any(sim_time.values()), sim_time
 
 
 def console_data_files(setup_py: Path) -> str:

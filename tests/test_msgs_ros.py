@@ -83,3 +83,20 @@ def test_message_crosses_processes(ros_domain, make_msg):
             echo.kill()
             echo.wait()
     assert echo.returncode is not None
+
+
+def test_tf2_msgs_is_the_ros_2_jazzy_type():
+    """tf2_msgs/TFMessage (the system's, or on pip-only machines the vendored copy that
+    scripts/setup.sh builds) has Jazzy's type hash, so /tf interoperates with tf2, rviz2 and
+    rosbag2 tools."""
+    import json
+
+    from ament_index_python.packages import get_package_share_directory
+    from rosbags.typesys import Stores, get_typestore
+
+    described = json.loads((Path(get_package_share_directory("tf2_msgs")) / "msg"
+                            / "TFMessage.json").read_text())
+    ours = described["type_hashes"][0]
+    assert ours["type_name"] == "tf2_msgs/msg/TFMessage"
+    jazzy = get_typestore(Stores.ROS2_JAZZY).hash_rihs01("tf2_msgs/msg/TFMessage")
+    assert ours["hash_string"] == jazzy

@@ -71,6 +71,9 @@ def test_lifecycle_gates_lowcmd_and_sigint_is_clean(tmp_path):
                  str(sdk_domain), "--out", str(out), "--stand", "--hz", "200", "--wait-peer",
                  "0", "--seconds", str(INACTIVE_S + ACTIVE_S + 3.0)],
                 env=python_env())
+            # LowState flows (the IMU is published from it) before the silent stretch starts:
+            # the peer's start-up takes seconds on a loaded machine.
+            assert probe.wait_for(lambda: imus, 30), "no LowState reached the controller"
             time.sleep(INACTIVE_S)
             activate_sent = time.monotonic()
             change_state(probe, Transition.TRANSITION_ACTIVATE)

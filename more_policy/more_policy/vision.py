@@ -29,6 +29,9 @@ import numpy as np
 
 CAMERA_ASPECT = 4.0 / 3.0  # width / height of the colour profile the policy is trained on
 MODEL_FRAME_SIZE = 240  # px, square model frames (a multiple of Fuyu's 30 px patches)
+# Rotation camera body frame (x forward, y left, z up) -> optical frame (z forward, x right,
+# y down; REP 103), wxyz: what realsense-ros publishes for camera_link -> *_optical_frame.
+OPTICAL_FROM_CAMERA_QUAT = (0.5, -0.5, 0.5, -0.5)
 
 
 class FrameError(ValueError):
@@ -40,7 +43,8 @@ class CameraConfig:
     """Pinhole model of the D435 colour stream and its mount on the Go2 head.
 
     ``mount_xyz`` is the optical centre in the trunk frame (x forward, z up); ``pitch_down_deg``
-    tilts the optical axis below the trunk's x axis.
+    tilts the optical axis below the trunk's x axis. The nodes publish this mount as the static
+    TFs base_link -> camera_link -> camera_color_optical_frame.
     """
 
     width: int = 640
@@ -66,6 +70,13 @@ class CameraConfig:
         fy = (h / 2) / math.tan(math.radians(self.vfov_deg) / 2)
         fx = fy * (w / h) / (self.width / self.height)
         return fx, fy, w / 2, h / 2
+
+    @property
+    def mount_quat(self) -> tuple[float, float, float, float]:
+        """Rotation trunk -> camera body frame (x forward, y left, z up), wxyz: a pitch of
+        ``pitch_down_deg`` about the trunk's y axis (positive pitch is nose down, REP 103)."""
+        half = math.radians(self.pitch_down_deg) / 2
+        return (math.cos(half), 0.0, math.sin(half), 0.0)
 
     def render_size(self, height: int) -> tuple[int, int]:
         """(height, width) at this camera's aspect for a render ``height`` px tall."""

@@ -37,6 +37,15 @@ def roll_pitch(quat: np.ndarray) -> tuple[float, float]:
     return float(roll), float(pitch)
 
 
+def quat_to_matrix(quat: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation matrix (body -> world) of a unit wxyz quaternion."""
+    w, x, y, z = quat
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
 def level_rotation(roll: float, pitch: float) -> np.ndarray:
     """(3, 3) trunk frame -> heading (yaw-only) frame for the given roll and pitch."""
     cr, sr, cp, sp = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch)

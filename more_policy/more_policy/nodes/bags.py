@@ -121,10 +121,12 @@ def replay_bag(bag: str | Path, record: str | Path | None = None, speed: float =
                discovery_s: float = 1.0, restamp: bool = True) -> dict[str, int]:
     """Publish ``topics`` from ``bag`` at recorded timing; optionally record the answers.
 
-    With ``restamp`` every header stamp is shifted by (replay start - recording start), so a
-    stack's staleness checks see the frames as live (rosbag2 play keeps old stamps unless it
-    publishes /clock); without it the recorded CDR bytes go out unchanged. Returns how many
-    messages were published per topic.
+    With ``restamp`` every header stamp is shifted so the first one reads "now" when it is
+    published, so a stack's staleness checks see the frames as live (rosbag2 play keeps old
+    stamps unless it publishes /clock). The shift comes from the first stamp, not the first
+    log time: a sim-stack recording is stamped on the simulated clock (use_sim_time), the log
+    times on the recorder's wall clock. Empty stamps stay empty. Without ``restamp`` the
+    recorded CDR bytes go out unchanged. Returns how many messages were published per topic.
     """
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
@@ -157,19 +159,22 @@ def replay_bag(bag: str | Path, record: str | Path | None = None, speed: float =
         time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
         with Reader(Path(bag)) as reader:
             connections = [c for c in reader.connections if c.topic in wanted]
-            start_wall, start_log = time.monotonic(), None
+            start_wall, start_log, shift_ns = time.monotonic(), None, None
             for connection, log_ns, raw in reader.messages(connections=connections):
                 if start_log is None:
                     start_log = log_ns
-                    shift_ns = node.get_clock().now().nanoseconds - start_log
                 delay = (log_ns - start_log) / 1e9 / speed - (time.monotonic() - start_wall)
                 if delay > 0:
                     time.sleep(delay)
                 msg_class = _ros_class(wanted[connection.topic].msgtype)
                 if restamp and "header" in msg_class.get_fields_and_field_types():
                     msg = deserialize_message(bytes(raw), msg_class)
-                    stamp = stamp_to_ns(msg.header.stamp) + shift_ns
-                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+                    stamp = stamp_to_ns(msg.header.stamp)
+                    if stamp:
+                        if shift_ns is None:
+                            shift_ns = node.get_clock().now().nanoseconds - stamp
+                        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(
+                            stamp + shift_ns, 10**9)
                     publishers[connection.topic].publish(msg)
                 else:
                     publishers[connection.topic].publish(bytes(raw))

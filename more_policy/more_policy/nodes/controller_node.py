@@ -18,14 +18,18 @@ stream (nothing reaches rt/lowcmd before), deactivate damps, cleanup/shutdown cl
 ``autostart`` parameter (default true) drives configure + activate at start.
 
 The DDS domain and network interface select the robot (domain 0, its NIC) or the sim
-(loopback, its own domain). Publishes sensor_msgs/JointState and sensor_msgs/Imu every tick and
-diagnostic_msgs/DiagnosticArray at ``diagnostics_rate_hz``.
+(loopback, its own domain). Publishes sensor_msgs/JointState, sensor_msgs/Imu and
+nav_msgs/Odometry (dead reckoning, see :mod:`more_policy.control.odometry`) every tick,
+TF odom -> base_link with each odometry message and the camera mount as static TF
+(``publish_tf``), and diagnostic_msgs/DiagnosticArray at ``diagnostics_rate_hz``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool
@@ -33,6 +37,7 @@ from std_msgs.msg import Bool
 from more_msgs.msg import Go2Command
 from more_policy.actions import ActionSpace, ActionSpaceError
 from more_policy.control.loop import ControlLoop
+from more_policy.control.odometry import LeggedOdometry
 from more_policy.control.safety import SafetyConfig, SafetyMonitor
 from more_policy.control.stand import StandUpConfig, StandUpSequence
 from more_policy.data.ros_messages import (
@@ -48,10 +53,13 @@ from more_policy.nodes.interfaces import (
     ParamSpec,
     declare_parameters,
 )
-from more_policy.nodes.messages import imu_message
+from more_policy.nodes.messages import imu_message, odometry_message, odometry_transform
+from more_policy.nodes.transforms import TfBroadcaster
 from more_policy.robot.go2 import JOINT_NAMES, MotorCommand
+from more_policy.vision import D435_COLOR
 
 CONTROLLERS = ("analytic", "wtw")
+MAX_ODOMETRY_STEP_S = 0.5  # a longer gap (a stalled process) is not integrated as motion
 
 PARAMETERS = (
     ParamSpec("autostart", True,
@@ -71,6 +79,14 @@ PARAMETERS = (
     ParamSpec("joint_states_topic", JOINT_STATES_TOPIC, "sensor_msgs/JointState output topic"),
     ParamSpec("imu_topic", "/imu/data",
               "sensor_msgs/Imu from LowState's IMU (frame base_link), every control tick"),
+    ParamSpec("odom_topic", "/odom",
+              "nav_msgs/Odometry odom -> base_link dead-reckoned from LowState (IMU attitude, "
+              "leg odometry; control/odometry.py), every control tick; empty: no odometry "
+              "and no TF odom -> base_link"),
+    ParamSpec("publish_tf", True,
+              "TF: that estimate as odom -> base_link on /tf, the camera mount base_link -> "
+              "camera_link -> camera_color_optical_frame on /tf_static (false where another "
+              "node owns them: the sim publishes ground truth)"),
     ParamSpec("diagnostics_topic", DIAGNOSTICS_TOPIC, "diagnostic_msgs/DiagnosticArray topic"),
     ParamSpec("control_rate_hz", 50.0, "control loop rate [Hz] (walk-these-ways: 50)"),
     ParamSpec("diagnostics_rate_hz", 2.0, "diagnostics publishing rate [Hz]"),
@@ -133,10 +149,19 @@ class ControllerNode(LifecycleNode):
         self.joint_pub = self.create_publisher(JointState, p["joint_states_topic"], STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], STATUS_QOS)
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], SENSOR_QOS)
+        self.odom_pub = (self.create_publisher(Odometry, p["odom_topic"], SENSOR_QOS)
+                         if p["odom_topic"] else None)
+        self.tf = TfBroadcaster(self, D435_COLOR) if p["publish_tf"] else None
+        self.odometry = LeggedOdometry(self.control_dt)  # continuous across lifecycle changes
+        self._last_odometry_ns: int | None = None  # node clock of the last estimate
+        self._odometry_state_time: float | None = None  # receive time of the state it used
         self.create_subscription(Go2Command, p["command_topic"], self._on_command, COMMAND_QOS)
         self.create_subscription(Bool, p["estop_topic"], self._on_estop, COMMAND_QOS)
-        self.create_timer(self.control_dt, self._publish_joint_states)
-        self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics)
+        # Wall-clock timers even under use_sim_time, like the control loop itself: robot state
+        # flows in real time (only the stamps follow the node clock).
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self.control_dt, self._publish_joint_states, clock=steady)
+        self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics, clock=steady)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -262,13 +287,36 @@ class ControllerNode(LifecycleNode):
             return
         self._max_state_age = max(self._max_state_age, client.age())
         joints = JointState()
-        joints.header.stamp = self.get_clock().now().to_msg()
+        now = self.get_clock().now()
+        joints.header.stamp = now.to_msg()
         joints.name = list(JOINT_NAMES)
         joints.position = [float(v) for v in state.q]
         joints.velocity = [float(v) for v in state.dq]
         joints.effort = [float(v) for v in state.tau]
         self.joint_pub.publish(joints)
         self.imu_pub.publish(imu_message(state, joints.header.stamp))
+        if self.odom_pub is not None:
+            self._publish_odometry(state, client.last_receive_time(), now)
+
+    def _publish_odometry(self, state, received: float | None, now) -> None:
+        # One estimate per stamp: tf2 rejects repeated stamps, and under use_sim_time the
+        # clock moves in /clock steps, which can be slower than these wall-clock ticks. Each
+        # new LowState is integrated once (a lost robot's last state is not motion) over the
+        # node clock: the joint velocities are per second of the robot's (the sim's) time.
+        now_ns, last = now.nanoseconds, self._last_odometry_ns
+        if last is not None and now_ns <= last:
+            return
+        self._last_odometry_ns = now_ns
+        if received != self._odometry_state_time:
+            self._odometry_state_time = received
+            dt = 0.0 if last is None else (now_ns - last) / 1e9
+            self.odometry.update(state, min(dt, MAX_ODOMETRY_STEP_S))
+        est = self.odometry.estimate
+        odom = odometry_message(est.position, est.quat, est.linear_velocity,
+                                est.angular_velocity, now.to_msg())
+        self.odom_pub.publish(odom)
+        if self.tf is not None:
+            self.tf.send(odometry_transform(odom))
 
     def _publish_diagnostics(self) -> None:
         loop, client = self.loop, self.client

@@ -8,10 +8,12 @@ exactly as on the robot. The task scene, instruction and success checker come fr
 its physics in real time on its own thread (slowed down, never skipped, when the machine cannot
 keep up); the episode report (std_msgs/String, JSON: task, seed, instruction, success, failure,
 base pose, goal) goes out at 2 Hz. The ground-truth trunk motion goes out as nav_msgs/Odometry
-(odom -> base_link, REP 105: the sim's world frame is odom; twist in base_link) and the
-simulation time as /clock (rosgraph_msgs/Clock), both from the physics thread at sim-time
-rates, so nodes launched with use_sim_time run on the simulated clock. (The IMU reaches ROS as
-on the robot: controller_node publishes it from LowState.) Frames are rendered on a second
+and TF odom -> base_link (REP 105: the sim's world frame is odom; twist in base_link), the
+camera mount as static TF base_link -> camera_link -> camera_color_optical_frame, and the
+simulation time as /clock (rosgraph_msgs/Clock), odometry and clock from the physics thread at
+sim-time rates, so nodes launched with use_sim_time (the sim stack's default) run on the
+simulated clock. (The IMU reaches ROS as on the robot: controller_node publishes it from
+LowState.) Frames are rendered on a second
 thread from a copy of the physics state, so LowState keeps its rate.
 """
 
@@ -41,10 +43,12 @@ from more_policy.nodes.interfaces import (
     ParamSpec,
     declare_parameters,
 )
-from more_policy.nodes.messages import BASE_FRAME, rgb_to_image
+from more_policy.nodes.messages import odometry_message, odometry_transform, rgb_to_image
+from more_policy.nodes.transforms import TfBroadcaster
 from more_policy.sim import tasks
 from more_policy.sim.go2_mjcf import CAMERA_NAME
 from more_policy.sim.render import render_camera
+from more_policy.vision import D435_COLOR
 
 PARAMETERS = (
     ParamSpec("task", "go_to",
@@ -62,33 +66,16 @@ PARAMETERS = (
     ParamSpec("instruction_topic", INSTRUCTION_TOPIC, "where publish_instruction publishes"),
     ParamSpec("real_time_factor", 1.0, "sim seconds per wall second (upper bound)"),
     ParamSpec("odom_topic", "/odom", "nav_msgs/Odometry of the trunk (odom -> base_link)"),
-    ParamSpec("odom_rate_hz", 50.0, "odometry publishing rate [Hz of sim time]"),
+    ParamSpec("odom_rate_hz", 50.0, "odometry (and TF odom -> base_link) rate [Hz of sim time]"),
+    ParamSpec("publish_tf", True,
+              "TF: odom -> base_link (ground truth, with each odometry message) on /tf, the "
+              "camera mount base_link -> camera_link -> camera_color_optical_frame on /tf_static"),
     ParamSpec("clock_rate_hz", 100.0, "/clock publishing rate [Hz of sim time]"),
 )
-ODOM_FRAME = "odom"
 CLOCK_QOS = QoSProfile(depth=1)  # what rclpy's use_sim_time subscription expects (reliable)
 EPISODE_RATE_HZ = 2.0
 INSTRUCTION_SETTLE_S = 0.5  # after the first /instruction reader matched
 MAX_CATCH_UP_STEPS = 20  # physics steps per loop iteration before the sim slows down instead
-
-
-def odometry_message(pos, quat, lin_vel_world, ang_vel_body, stamp) -> Odometry:
-    """nav_msgs/Odometry odom -> base_link: pose in odom (quaternion wxyz in), twist in
-    base_link (the world-frame velocity rotated into the trunk frame)."""
-    odom = Odometry()
-    odom.header.stamp, odom.header.frame_id = stamp, ODOM_FRAME
-    odom.child_frame_id = BASE_FRAME
-    pose = odom.pose.pose
-    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in pos)
-    w, x, y, z = (float(v) for v in quat)
-    pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = w, x, y, z
-    rotation = np.zeros(9)
-    mujoco.mju_quat2Mat(rotation, np.asarray(quat, dtype=np.float64))
-    vx, vy, vz = (float(v) for v in rotation.reshape(3, 3).T @ lin_vel_world)
-    twist = odom.twist.twist
-    twist.linear.x, twist.linear.y, twist.linear.z = vx, vy, vz
-    twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in ang_vel_body)
-    return odom
 
 
 class Go2SimNode(Node):
@@ -101,6 +88,7 @@ class Go2SimNode(Node):
         from more_policy.sim.env import make_env
 
         p = self.params = declare_parameters(self, PARAMETERS)
+        self._sim_time = self.get_parameter("use_sim_time").value
         rates = ("camera_rate_hz", "real_time_factor", "odom_rate_hz", "clock_rate_hz")
         if not all(p[name] > 0 for name in rates):
             raise ValueError(f"{', '.join(rates)} must be > 0")
@@ -123,6 +111,8 @@ class Go2SimNode(Node):
         self.episode_pub = self.create_publisher(String, p["episode_topic"], STATUS_QOS)
         self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], SENSOR_QOS)
         self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
+        # the camera is the MJCF's, built from the same CameraConfig (sim.go2_mjcf)
+        self.tf = TfBroadcaster(self, D435_COLOR) if p["publish_tf"] else None
         self._next_odom = self._next_clock = 0.0  # sim time of the next message [s]
         if p["publish_instruction"]:
             self.instruction_pub = self.create_publisher(String, p["instruction_topic"],
@@ -179,7 +169,17 @@ class Go2SimNode(Node):
             self.clock_pub.publish(Clock(clock=Time(seconds=now).to_msg()))
         if motion is not None:
             self._next_odom = now + 1.0 / self.params["odom_rate_hz"]
-            self.odom_pub.publish(odometry_message(*motion, self.get_clock().now().to_msg()))
+            odom = odometry_message(*motion, self._stamp(now))
+            self.odom_pub.publish(odom)
+            if self.tf is not None:
+                self.tf.send(odometry_transform(odom))
+
+    def _stamp(self, sim_time: float):
+        """Header stamp of data taken at ``sim_time``: exactly that time on the simulated clock
+        (the node's own clock lags it by up to one /clock period), else the wall clock."""
+        if self._sim_time:
+            return Time(seconds=sim_time).to_msg()
+        return self.get_clock().now().to_msg()
 
     def _render_frame(self) -> None:
         """Publish a frame rendered from a snapshot of the physics state."""
@@ -189,7 +189,7 @@ class Go2SimNode(Node):
         mujoco.mj_camlight(self.physics.model, snapshot)
         rgb = render_camera(self.physics.model, snapshot, p["image_width"], p["image_height"],
                             CAMERA_NAME)
-        self.image_pub.publish(rgb_to_image(rgb, stamp=self.get_clock().now().to_msg()))
+        self.image_pub.publish(rgb_to_image(rgb, stamp=self._stamp(snapshot.time)))
 
     def _camera_loop(self) -> None:
         """Frames on their own thread, so rendering never stalls LowState."""
