@@ -190,7 +190,8 @@ def test_instruction_makes_the_robot_walk_to_the_target(stack):
     stack.probe.publish_when_matched(stack.instructions, String(data=INSTRUCTION))
     assert stack.probe.wait_for(lambda: len(stack.commands) >= 3, 20), stack.logs()
     np.testing.assert_array_equal(np.asarray(stack.commands[-1].action_bins), stack.walk_bins)
-    assert stack.probe.wait_for(lambda: stack.diag()["message"] == "tracking commands", 5)
+    assert stack.probe.wait_for(lambda: stack.diag()["message"] == "tracking commands", 5), (
+        stack.diag(), stack.logs())
 
     def walked() -> bool:
         now = stack.episode()
