@@ -152,3 +152,40 @@ def test_physics_mode_pitch_releases_the_ball_in_front():
     assert done and not success and info["failure"] == "ball landed outside the trays"
     ball = env.world_state().ball_pos
     assert ball[2] < 0.05 and ball[0] > env.base_pose()[0] + 0.2
+
+
+def _expert_episode(env, seed: int):
+    from more_policy.sim.expert import ScriptedExpert
+
+    env.reset(seed=seed)
+    expert = ScriptedExpert(env.action_space)
+    expert.reset(env.scene, env.instruction, env.base_pose())
+    commands, done, success = [], False, False
+    while not done:
+        commands.append(expert.act(env.base_pose()))
+        _, success, done, _ = env.step(commands[-1])
+    return np.array(commands), success
+
+
+def test_expert_unload_stands_still_before_it_tilts():
+    from more_policy.sim.expert import UNLOAD_PITCH, UNLOAD_SETTLE_STEPS
+
+    env = make_env("unload", render=False)
+    commands, success = _expert_episode(env, seed=3)
+    tilt = int(np.argmax(commands[:, 8] > 0))
+    assert success and commands[tilt, 8] == pytest.approx(UNLOAD_PITCH)
+    # zero velocities for the settle steps before the tilt (the gait fades out) and during it
+    assert np.all(commands[tilt - UNLOAD_SETTLE_STEPS:, :3] == 0.0)
+
+
+def test_expert_unloads_into_the_tray_with_a_pace_gait_in_physics():
+    # a scene where tilting at the first slow sample rolled the ball off the swaying trunk
+    from more_policy.control.gait import GaitController
+    from more_policy.sim.generate import episode_seed
+
+    env = make_env("unload", mode="physics", controller=GaitController(), render=False)
+    seed = episode_seed(1, "unload", 0)
+    env.reset(seed=seed)
+    assert "pace" in env.instruction.text
+    _, success = _expert_episode(env, seed)
+    assert success

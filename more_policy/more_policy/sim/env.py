@@ -248,7 +248,7 @@ class Go2TaskEnv:
         pos, quat = self.physics.base_pose()
         rot = np.zeros(9)
         mujoco.mju_quat2Mat(rot, quat)
-        offset = rot.reshape(3, 3) @ np.array([-0.05, 0.0, go2.TRUNK_SIZE[2] / 2
+        offset = rot.reshape(3, 3) @ np.array([scenes.BALL_HOLDER_X, 0.0, go2.TRUNK_SIZE[2] / 2
                                                + scenes.BALL_RADIUS + 0.002])
         self._set_ball(pos + offset)
 
