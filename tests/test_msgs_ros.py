@@ -85,11 +85,17 @@ def test_message_crosses_processes(ros_domain, make_msg):
     assert echo.returncode is not None
 
 
-def test_tf2_msgs_is_the_ros_2_jazzy_type():
+def test_tf2_msgs_is_the_ros_2_jazzy_type(monkeypatch):
     """tf2_msgs/TFMessage (the system's, or on pip-only machines the vendored copy that
     scripts/setup.sh builds) has Jazzy's type hash, so /tf interoperates with tf2, rviz2 and
     rosbag2 tools."""
     import json
+    import os
+    import sys
+
+    # pip-only machines: the venv is the ament prefix scripts/setup.sh installs messages into
+    monkeypatch.setenv("AMENT_PREFIX_PATH", os.pathsep.join(
+        filter(None, [os.environ.get("AMENT_PREFIX_PATH"), sys.prefix])))
 
     from ament_index_python.packages import get_package_share_directory
     from rosbags.typesys import Stores, get_typestore
