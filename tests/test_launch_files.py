@@ -159,20 +159,19 @@ def launch_argument_default(path: Path, name: str) -> str | None:
     return None
 
 
-def test_only_the_sim_stack_runs_on_sim_time():
-    """use_sim_time: true for every node of the sim stack (launch default and YAML, which
-    `more run sim` reads), ROS's default (false, wall time) everywhere else."""
+def test_every_stack_defaults_to_wall_time_and_the_sim_offers_sim_time():
+    """use_sim_time: ROS's default (false, wall time) in every launch file and YAML (which
+    `more run sim` reads); sim.launch.py declares the argument to opt in to the sim's /clock."""
     for name, stack in STACKS.items():
         launch = BRINGUP / "launch" / stack.launch_file
         sections = yaml.safe_load((BRINGUP / "config" / stack.config_file).read_text())
         sim_time = {node: section["ros__parameters"].get("use_sim_time", False)
                     for node, section in sections.items()}
+        assert not any(sim_time.values()), sim_time
         if name == "sim":
-            assert launch_argument_default(launch, "use_sim_time") == "true"
-            assert all(sim_time.values()), sim_time
+            assert launch_argument_default(launch, "use_sim_time") == "false"
         else:
             assert launch_argument_default(launch, "use_sim_time") in (None, "false")
-            assert not any(sim_time.values()), sim_time
 
 
 def console_data_files(setup_py: Path) -> str:

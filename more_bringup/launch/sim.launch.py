@@ -25,9 +25,9 @@ def generate_launch_description() -> LaunchDescription:
     quantization = LaunchConfiguration("quantization")
     task = LaunchConfiguration("task")
     seed = LaunchConfiguration("seed")
-    # The sim publishes /clock; with use_sim_time (default here, and in config/sim.yaml for
-    # `more run sim`) every node (the sim too, which stamps its messages with its own clock)
-    # runs on simulated time.
+    # The sim publishes /clock; with use_sim_time:=true every node (the sim too, which stamps
+    # its messages with its own clock) runs on simulated time. Default false (config/sim.yaml
+    # says why).
     sim_time = {"use_sim_time": LaunchConfiguration("use_sim_time")}
     return LaunchDescription([
         DeclareLaunchArgument("checkpoint", default_value="random-small",
@@ -36,7 +36,7 @@ def generate_launch_description() -> LaunchDescription:
                               description="backbone quantization: none | int8 | nf4"),
         DeclareLaunchArgument("task", default_value="go_to", description="simulated task"),
         DeclareLaunchArgument("seed", default_value="0", description="scene seed"),
-        DeclareLaunchArgument("use_sim_time", default_value="true",
+        DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="true: every node runs on the sim's /clock; false: "
                               "wall time"),
         DeclareLaunchArgument("autostart", default_value="true",
