@@ -167,19 +167,35 @@ def _expert_episode(env, seed: int):
     return np.array(commands), success
 
 
-def test_expert_unload_stands_still_before_it_tilts():
-    from more_policy.sim.expert import UNLOAD_PITCH, UNLOAD_SETTLE_STEPS
+def test_expert_unload_commands_are_a_function_of_the_frame():
+    # a single-frame policy must be able to tell when to tilt: no step counting, so a fresh
+    # expert placed at any pose of the episode (same plan) gives the same command
+    from more_policy.sim.expert import UNLOAD_PITCH, UNLOAD_PITCH_STEP, ScriptedExpert
 
     env = make_env("unload", render=False)
-    commands, success = _expert_episode(env, seed=3)
+    env.reset(seed=3)
+    expert = ScriptedExpert(env.action_space)
+    expert.reset(env.scene, env.instruction, env.base_pose())
+    commands, done, success = [], False, False
+    while not done:
+        pose = env.base_pose()
+        commands.append(expert.act(pose))
+        fresh = ScriptedExpert(env.action_space)
+        fresh.reset(env.scene, env.instruction, pose, path=expert.plan)
+        np.testing.assert_allclose(fresh.act(pose), commands[-1])
+        _, success, done, _ = env.step(commands[-1])
+    commands = np.array(commands)
     tilt = int(np.argmax(commands[:, 8] > 0))
-    assert success and commands[tilt, 8] == pytest.approx(UNLOAD_PITCH)
-    # zero velocities for the settle steps before the tilt (the gait fades out) and during it
-    assert np.all(commands[tilt - UNLOAD_SETTLE_STEPS:, :3] == 0.0)
+    assert success and commands[-1, 11] == 1.0
+    # standing during the tilt, which ramps up from the trunk's pitch to the full tilt
+    assert np.all(commands[tilt:, :3] == 0.0)
+    assert commands[tilt, 8] == pytest.approx(UNLOAD_PITCH_STEP, abs=0.02)
+    assert commands[-1, 8] == pytest.approx(UNLOAD_PITCH)
+    assert np.all(np.diff(commands[tilt:, 8]) >= 0.0)
 
 
 def test_expert_unloads_into_the_tray_with_a_pace_gait_in_physics():
-    # a scene where tilting at the first slow sample rolled the ball off the swaying trunk
+    # a scene where a tilt begun while the pace gait still swayed rolled the ball off the trunk
     from more_policy.control.gait import GaitController
     from more_policy.sim.generate import episode_seed
 

@@ -62,8 +62,7 @@ class OraclePolicy:
         self._experts: dict[int, sim_expert.ScriptedExpert] = {}
 
     def reset(self, slot: int, env, seed: int) -> None:
-        # one frame, no memory: it cannot count the expert's still steps before the unload tilt
-        self._experts[slot] = sim_expert.ScriptedExpert(self.space, settle_steps=0)
+        self._experts[slot] = sim_expert.ScriptedExpert(self.space)
 
     def act(self, slots: list[int], envs: list, obs: list) -> np.ndarray:
         return np.stack([self.act_on(self._experts[s], e.scene.task, e.instruction,

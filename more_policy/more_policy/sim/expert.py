@@ -35,14 +35,14 @@ CRAWL_SPEED = 0.8  # m/s cap near the gate
 PASSAGE_SPEED = 1.2  # m/s cap in the tunnel and gate tasks (0.4 m clearance)
 LEAD_IN = 0.8  # m: on the passage axis this far before the entry (entries up to 0.8 m off-centre)
 UNLOAD_PITCH = 0.36  # rad nose-down, past the ball's release tilt
-UNLOAD_STILL_SPEED = 0.03  # m/s: standing still enough to tilt for the ball
-UNLOAD_ALIGN = 0.1  # rad: facing the tray this well, the expert stops turning and stands
-# Policy steps in a row standing still (zero command, trunk below UNLOAD_STILL_SPEED) before
-# the tilt. One slow sample was not enough: a pace gait stepping on the spot for yaw
-# corrections sways the trunk sideways, its planar speed dips below the threshold mid-sway,
-# and a tilt begun then rolled the ball off the side (2 of 16 physics episodes). A zero yaw
-# rate lets the gait controller fade its swing out, so the robot really stands.
-UNLOAD_SETTLE_STEPS = 2
+UNLOAD_ALIGN = 0.1  # rad: facing the tray this well at the goal, the expert starts the tilt
+# The tilt is a ramp read off the frame: each command asks for the trunk's current pitch (the
+# horizon row shows it) plus this step, so the command is a function of the image, not of a
+# count of still steps. From zero velocities the ball holder opens (BALL_RELEASE_PITCH) only
+# after several steps of the ramp, by which time the gait controller has faded the swing out:
+# a tilt begun while a pace gait still sways rolls the ball off the side of the trunk.
+UNLOAD_PITCH_STEP = 0.1  # rad
+UNLOAD_TILTING = 0.05  # rad: at the tray and tilted this far, the tilt is under way; keep on
 AVOID_CLEARANCE = OBSTACLE_SIZE[1] + 0.55  # m: obstacle half width + robot half length + margin
 STOP_DISTANCES = {"go_to": 0.65, "distinguish": 0.8, "go_avoid": 0.65,
                   "unload": sim_env.BALL_DROP_FRONT}
@@ -132,13 +132,9 @@ def approach_curve(p0: np.ndarray, yaw0: float, p1: np.ndarray, tangent1: np.nda
 class ScriptedExpert:
     """Emits 12-d SI commands for one episode from the robot's pose (x, y, z, yaw, pitch)."""
 
-    def __init__(self, action_space: ActionSpace | None = None, lookahead: float = LOOKAHEAD,
-                 settle_steps: int = UNLOAD_SETTLE_STEPS):
-        """``settle_steps``: still steps before the unload tilt (0 for a caller that re-plans
-        from every frame and so cannot count them, like the perception oracle)."""
+    def __init__(self, action_space: ActionSpace | None = None, lookahead: float = LOOKAHEAD):
         self.space = action_space or ActionSpace()
         self.lookahead = lookahead
-        self.settle_steps = settle_steps
         self.plan: Plan | None = None
 
     def reset(self, scene: Scene, instruction: Instruction, start_pose: np.ndarray,
@@ -147,8 +143,6 @@ class ScriptedExpert:
         self.scene, self.instruction = scene, instruction
         self.plan = path or plan(scene, np.asarray(start_pose[:2]), target)
         self._prev_xy = np.asarray(start_pose[:2], dtype=float)
-        self._unload_steps = 0
-        self._still_steps = 0  # unload: steps in a row standing aligned and still
         self.finished = False
 
     def act(self, pose: np.ndarray) -> np.ndarray:
@@ -190,32 +184,21 @@ class ScriptedExpert:
                                    math.tau)
             omega = 2.0 * alpha if face_focus else 0.0
         cmd[0], cmd[1], cmd[2], cmd[7] = v, vy, omega, height
-        at_goal = left < 0.08 and speed < (UNLOAD_STILL_SPEED if p.unload else 0.08)
+        at_goal = left < 0.08 and speed < 0.08
         if p.unload:
-            self._unload(cmd, pose, left < 0.08 and abs(alpha) < UNLOAD_ALIGN,
-                         speed < UNLOAD_STILL_SPEED)
+            if left < 0.08 and (abs(alpha) < UNLOAD_ALIGN or float(pose[4]) >= UNLOAD_TILTING):
+                self._tilt(cmd, float(pose[4]))
         else:
             self.finished = at_goal and (not face_focus
                                          or abs(alpha) < FACE_TOLERANCE[self.scene.task])
         cmd[11] = 1.0 if self.finished else 0.0
         return self.space.clip(cmd)
 
-    def _unload(self, cmd: np.ndarray, pose: np.ndarray, aligned: bool, still: bool) -> None:
-        """At the tray: stand (zero velocities), wait ``settle_steps`` still steps, then tilt
-        nose-down. A tilt while still stepping (pronk) or swaying (pace) rolls the ball off
-        the side of the trunk."""
-        if self._unload_steps == 0:
-            if not aligned:
-                self._still_steps = 0
-                return
-            cmd[0], cmd[1], cmd[2] = 0.0, 0.0, 0.0
-            self._still_steps = self._still_steps + 1 if still else 0
-            if self._still_steps < self.settle_steps:
-                return
+    def _tilt(self, cmd: np.ndarray, pitch: float) -> None:
+        """At the tray, aligned: stand (zero velocities) and ramp the pitch nose-down."""
         cmd[0], cmd[1], cmd[2] = 0.0, 0.0, 0.0
-        cmd[8] = UNLOAD_PITCH
-        self._unload_steps += 1
-        self.finished = float(pose[4]) >= sim_env.BALL_RELEASE_PITCH
+        cmd[8] = min(UNLOAD_PITCH, max(pitch, 0.0) + UNLOAD_PITCH_STEP)
+        self.finished = pitch >= sim_env.BALL_RELEASE_PITCH
 
     def _sidestep(self, xy: np.ndarray, yaw: float, look: np.ndarray, left: float
                   ) -> tuple[float, float, float]:
