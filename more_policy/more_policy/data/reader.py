@@ -11,6 +11,7 @@ skipping (for exact resume) costs no decoding.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -53,6 +54,9 @@ class EpisodeDataset(IterableDataset):
             raise DatasetError(f"{self.root}: shard files listed in meta.json are missing: "
                                f"{missing[:3]}{' ...' if len(missing) > 3 else ''}")
         self._open = lru_cache(maxsize=4)(self._open_shard)
+        # The cached ParquetFile objects are shared by every stream of this dataset (a prefetch
+        # thread and the main thread, say), and pyarrow's read cache is not thread-safe.
+        self._read_lock = threading.Lock()
         # Fewer row groups than ranks (tiny datasets): every rank reads every row group and
         # keeps every world_size-th transition of each block instead.
         self.row_sharding = len(self.units) < world_size
@@ -83,7 +87,8 @@ class EpisodeDataset(IterableDataset):
     def read_unit(self, shard: int, group: int) -> pa.Table:
         path = self.meta["shards"][shard]["file"]
         try:
-            table = self._open(shard).read_row_group(group)
+            with self._read_lock:
+                table = self._open(shard).read_row_group(group)
         except (OSError, pa.ArrowInvalid) as e:
             raise DatasetError(f"{self.root / path}: unreadable row group {group}: {e}") from e
         expected = self.meta["shards"][shard]["row_groups"][group]
