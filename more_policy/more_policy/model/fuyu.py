@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -12,13 +14,16 @@ from more_policy.model.tokenizer import BOS_TOKEN, IMAGE_ROW_TOKEN, IMAGE_TOKEN
 # A Fuyu built with num_channels = 5 reads two extra channels per pixel: its column and row,
 # scaled to [-1, 1]. Fuyu's only notion of where a patch lies is rotary attention along the
 # token sequence, which a small model trained from scratch does not learn to turn into
-# "left / ahead / right" (measured: side questions at chance after 4000 pretraining steps);
+# "left / ahead / right" (measured: goal-column probe r 0.14 after 4000 pretraining steps
+# without these channels, 0.46 with them; README, pretrained backbone);
 # Fuyu-8B checkpoints keep num_channels = 3 and are unaffected.
 COORDINATE_CHANNELS = ("column", "row")
 
 
+@lru_cache(maxsize=8)
 def coordinate_planes(height: int, width: int) -> torch.Tensor:
-    """(1, H, W, 2): each pixel's column and row in [-1, 1]."""
+    """(1, H, W, 2): each pixel's column and row in [-1, 1] (cached: every act() needs them;
+    callers only read them)."""
     rows = torch.linspace(-1.0, 1.0, height).view(height, 1).expand(height, width)
     cols = torch.linspace(-1.0, 1.0, width).view(1, width).expand(height, width)
     return torch.stack([cols, rows], dim=-1).unsqueeze(0)

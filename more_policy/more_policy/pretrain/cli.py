@@ -9,7 +9,8 @@ import json
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("pretrain", help="vision-language pretraining of a small Fuyu "
                                                "backbone on sim scenes (HF checkpoint dir)")
-    p.add_argument("--preset", default="sim-fuyu-256", help="sim-fuyu-256 | tiny")
+    p.add_argument("--preset", default="sim-fuyu-256",
+                   help="sim-fuyu-256 | sim-fuyu-256-nocoord | tiny")
     p.add_argument("--seed", type=int, help="data and initialisation seed (preset: 0)")
     p.add_argument("--steps", type=int, help="optimizer steps (overrides the preset)")
     p.add_argument("--out-dir", help="run directory: data cache, checkpoints, metrics.csv")

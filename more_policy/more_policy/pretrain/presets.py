@@ -15,6 +15,15 @@ def sim_fuyu() -> PretrainConfig:
     return PretrainConfig()
 
 
+def sim_fuyu_without_coordinates() -> PretrainConfig:
+    """The same run in Fuyu's plain 3-channel layout (artifacts/results/
+    pretrain-sim-fuyu-256-4000-nocoord): what the coordinate channels are measured against."""
+    return PretrainConfig(name="sim-fuyu-256-nocoord",
+                          out_dir="outputs/pretrain/sim-fuyu-256-nocoord",
+                          save_dir="outputs/pretrain/sim-fuyu-256-nocoord/backbone",
+                          shape=BackboneShape(coordinate_channels=False))
+
+
 def tiny() -> PretrainConfig:
     """Seconds-sized: proves pretrain -> save -> MoRE -> act, learns nothing useful."""
     return PretrainConfig(
@@ -28,7 +37,8 @@ def tiny() -> PretrainConfig:
         progress=False)
 
 
-PRESETS = {"sim-fuyu-256": sim_fuyu, "tiny": tiny}
+PRESETS = {"sim-fuyu-256": sim_fuyu, "sim-fuyu-256-nocoord": sim_fuyu_without_coordinates,
+           "tiny": tiny}
 
 
 def pretrain_preset(name: str) -> PretrainConfig:
