@@ -281,7 +281,7 @@ def main() -> int:
     torch.set_num_threads(1)
     if not args.default_heap:
         keep_freed_memory_in_heap()
-    exp = preset("small")
+    exp = preset("small-random")
     new = replace(exp.train, model=exp.model, rl=RLConfig())
     summary = Report()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:

@@ -38,6 +38,7 @@ def test_variants_change_only_what_the_ablation_names():
     assert (cfgs["wo_rl"].objective, cfgs["wo_rl"].use_suboptimal) == ("il", False)
     assert cfgs["wo_moe"].model.num_experts == 1 and cfgs["wo_moe"].use_suboptimal
     assert (cfgs["wo_suboptimal"].objective, cfgs["wo_suboptimal"].use_suboptimal) == ("q", False)
+    assert (cfgs["il_mixed"].objective, cfgs["il_mixed"].use_suboptimal) == ("il", True)
     with pytest.raises(ValueError, match="unknown ablation variant"):
         variant_config(base, "wo_everything", 0)
 

@@ -86,7 +86,7 @@ def test_reproduce_smoke_writes_a_loadable_checkpoint_and_table(tmp_path, capsys
     assert json.loads((out / "plan.json").read_text())["steps"] == 6
 
 
-def test_ablation_smoke_runs_four_variants_on_shared_data(tmp_path):
+def test_ablation_smoke_runs_every_variant_on_shared_data(tmp_path):
     out = tmp_path / "ablation"
     assert more("ablation", "--preset", "smoke", "--out", str(out), "--seeds", "0",
                 "--steps", "3", "--eval-tasks", "go_to,crawl",
@@ -104,7 +104,9 @@ def test_ablation_smoke_runs_four_variants_on_shared_data(tmp_path):
     assert not configs["wo_suboptimal"]["use_suboptimal"] and configs["more"]["use_suboptimal"]
     data_dirs = {v: json.loads((out / v / "seed_0" / "summary.json").read_text())["data_dir"]
                  for v in VARIANTS}
-    assert data_dirs["more"] == data_dirs["wo_moe"] == str(out / "data" / "mixed")
+    assert data_dirs["more"] == data_dirs["wo_moe"] == data_dirs["il_mixed"] == str(
+        out / "data" / "mixed")
+    assert configs["il_mixed"]["objective"] == "il"
     assert data_dirs["wo_rl"] == data_dirs["wo_suboptimal"] == str(out / "data" / "expert")
     table = (out / "table2.md").read_text()
     assert all(name in table for name in VARIANTS.values())

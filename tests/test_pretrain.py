@@ -3,6 +3,7 @@
 import math
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,7 +105,7 @@ def test_answer_labels_start_at_the_begin_answer_column():
 
 @pytest.mark.sim
 @pytest.mark.slow
-def test_tiny_pretrain_resumes_exactly_and_loads_as_a_fuyu_checkpoint(tmp_path):
+def test_tiny_pretrain_resumes_exactly_and_loads_as_a_fuyu_checkpoint(tmp_path, monkeypatch):
     cfg = replace(pretrain_preset("tiny"), max_steps=4, checkpoint_every=2,
                   out_dir=str(tmp_path / "run"), save_dir=str(tmp_path / "straight"))
     straight = pretrain(cfg)
@@ -138,6 +139,21 @@ def test_tiny_pretrain_resumes_exactly_and_loads_as_a_fuyu_checkpoint(tmp_path):
     assert not any(p.requires_grad for n, p in policy.model.named_parameters() if n in frozen)
     result = policy.act([np.full((48, 64, 3), 120, np.uint8)], ["go to the red ball"])
     assert result.bins.shape == (1, 12) and np.isfinite(result.values).all()
+
+    # The MoRE checkpoint names its backbone relative to itself: moved together with it, it
+    # loads from any working directory (a launched node's), and acts the same.
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(straight, artifacts / "backbones" / "sim")
+    policy = MoREPolicy.from_config(replace(policy.config, backbone=str(artifacts / "backbones"
+                                                                        / "sim")))
+    result = policy.act([np.full((48, 64, 3), 120, np.uint8)], ["go to the red ball"])
+    policy.save_pretrained(artifacts / "more")
+    shutil.move(artifacts, tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved" / "more")
+    moved = MoREPolicy.from_pretrained(tmp_path / "moved" / "more")
+    assert Path(moved.config.backbone) == (tmp_path / "moved" / "backbones" / "sim").resolve()
+    again = moved.act([np.full((48, 64, 3), 120, np.uint8)], ["go to the red ball"])
+    assert np.array_equal(again.bins, result.bins)
 
 
 def test_ridge_probe_reads_a_linear_signal_and_not_noise():

@@ -192,3 +192,27 @@ def test_gates_and_table1_commands_write_their_reports(tmp_path):
     assert saved["rows"]["Blind"]["go_to"]["success"] == report["gates"]["blind"]["per_task"][
         "go_to"]
     assert "| Scripted expert |" in (tmp_path / "table1.md").read_text()
+
+
+def test_table1_rerun_reuses_a_learned_row_until_its_checkpoint_changes(tmp_path):
+    from more_policy.model import MoREConfig, MoREPolicy
+
+    def save_policy(seed):
+        cfg = MoREConfig(backbone="tiny", image_size=32, num_experts=2, lora_rank=2,
+                         attn_lora_rank=2)
+        MoREPolicy.from_config(cfg, seed=seed).save_pretrained(tmp_path / "more")
+
+    save_policy(0)
+    cfg = BenchmarkConfig(out=str(tmp_path / "bench"), episodes=1, blind_fit_episodes=1,
+                          tasks="go_to", policies={"MoRE": str(tmp_path / "more")})
+    run_table1(cfg)
+    cache = tmp_path / "bench" / "runs" / "MoRE_command.json"
+    first = cache.stat().st_mtime_ns
+    cfg.policies = {"MoRE": str(tmp_path / "more"), "Untrained": "random-tiny"}
+    table = run_table1(cfg)  # the new row is evaluated, the unchanged checkpoint is not
+    assert list(table["rows"]) == ["Random", "Blind", "Perception oracle", "MoRE", "Untrained",
+                                   "Scripted expert"]
+    assert cache.stat().st_mtime_ns == first
+    save_policy(1)  # other weights under the same name: evaluated again
+    run_table1(cfg)
+    assert cache.stat().st_mtime_ns != first

@@ -1,10 +1,12 @@
-"""The paper's ablation (Table II) at small scale: same data, same seeds, four variants.
+"""The paper's ablation (Table II) at small scale: same data, same seeds, five variants.
 
     MoRE                   offline RL + mixture of LoRA experts + failed sub-optimal data
     w/o RL                 imitation (cross-entropy on the dataset tokens) on expert data
     w/o MoE                offline RL with ONE dense LoRA of rank top_k * r on every FFN: the
                            same parameters per token as top-k of N rank-r experts
     w/o sub-optimal data   offline RL + MoE on expert data only
+    IL on mixed data       imitation on the SAME mixed data MoRE trains on (expert + failed):
+                           the paper's premise that RL, not the data, turns failures into signal
 
 Every run is an experiments.reproduce run under ``out/<variant>/seed_<s>/`` reading the shared
 datasets in ``out/data``; finished runs (summary.json present) are not redone. Results:
@@ -30,7 +32,7 @@ from more_policy.plotting import pyplot
 from more_policy.sim.evaluate import TABLE_NAMES
 
 VARIANTS = {"more": "MoRE", "wo_rl": "w/o RL", "wo_moe": "w/o MoE",
-            "wo_suboptimal": "w/o sub-optimal data"}
+            "wo_suboptimal": "w/o sub-optimal data", "il_mixed": "IL on mixed data"}
 # Two-sided 95 % Student-t quantiles by degrees of freedom (no scipy dependency).
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
          9: 2.262, 10: 2.228}
@@ -56,6 +58,8 @@ def variant_config(base: ExperimentConfig, variant: str, seed: int) -> Experimen
         changes.update(model=dense_equivalent(base.model))
     elif variant == "wo_suboptimal":
         changes.update(use_suboptimal=False)
+    elif variant == "il_mixed":
+        changes.update(objective="il")
     return base.with_overrides(**changes)
 
 

@@ -19,6 +19,7 @@ success with a 95 % Wilson interval, progress with a 95 % t-interval, per task.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -87,17 +88,34 @@ def observability(tasks, episodes: int, seed: int) -> dict[str, float]:
     return shares
 
 
-def _evaluate(policy, cfg: BenchmarkConfig, mode: str = "command", episodes: int | None = None):
+def checkpoint_fingerprint(spec: str) -> str | None:
+    """sha256 over a checkpoint directory's files (None for a spec that is not a directory):
+    a learned row's cached evaluation is reused only while its weights are the same."""
+    root = Path(spec)
+    if not root.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _evaluate(policy, cfg: BenchmarkConfig, mode: str = "command", episodes: int | None = None,
+              *, label: str | None = None, fingerprint: str | None = None):
     """Evaluate on the held-out scenes; results are kept in ``out/runs/`` and reused by the
-    other command when policy, mode, seed, episodes and tasks match (gates then table1)."""
+    other command (gates then table1) or a rerun with another row added, when mode, seed,
+    episodes and tasks match, and for a learned policy its checkpoint's fingerprint."""
     from more_policy.sim.evaluate import EpisodeResult, EvalResult, evaluate
 
     episodes = episodes or cfg.episodes
-    cache = Path(cfg.out) / "runs" / f"{policy.name}_{mode}.json"
-    key = {"seed": cfg.eval_seed, "episodes_per_task": episodes, "mode": mode}
-    if cache.exists() and not getattr(policy, "needs_images", True):
+    cache = Path(cfg.out) / "runs" / f"{label or policy.name}_{mode}.json".replace(" ", "_")
+    key = {"seed": cfg.eval_seed, "episodes_per_task": episodes, "mode": mode,
+           "fingerprint": fingerprint}
+    reusable = fingerprint is not None or not getattr(policy, "needs_images", True)
+    if cache.exists() and reusable:
         saved = json.loads(cache.read_text())
-        if {k: saved[k] for k in key} == key and list(saved["success_rate"]) == _tasks(cfg):
+        if {k: saved.get(k) for k in key} == key and list(saved["success_rate"]) == _tasks(cfg):
             result = EvalResult(saved["policy"], cfg.eval_seed, mode, episodes,
                                 tasks=saved["success_rate"], progress=saved["progress"],
                                 episodes=[EpisodeResult(**e) for e in saved["episodes"]])
@@ -111,7 +129,7 @@ def _evaluate(policy, cfg: BenchmarkConfig, mode: str = "command", episodes: int
     result = evaluate(policy, cfg.tasks, episodes, cfg.eval_seed, mode=mode,
                       controller_factory=factory, progress=False)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(result.to_dict(), indent=1))
+    cache.write_text(json.dumps({**result.to_dict(), "fingerprint": fingerprint}, indent=1))
     print(result.table(), flush=True)
     return result
 
@@ -199,14 +217,15 @@ def run_table1(cfg: BenchmarkConfig) -> dict:
 
     rows = {"Random": RandomPolicy(), "Blind": _fit_blind(cfg),
             "Perception oracle": OraclePolicy()}
-    if cfg.cnn:
-        rows["CNN baseline"] = make_eval_policy(cfg.cnn)
-    for name, spec in cfg.policies.items():
+    specs = {**({"CNN baseline": cfg.cnn} if cfg.cnn else {}), **cfg.policies}
+    for name, spec in specs.items():
         rows[name] = make_eval_policy(spec)
     rows["Scripted expert"] = ExpertPolicy()
     table = {"config": vars(cfg), "rows": {}}
     for name, policy in rows.items():
-        result = _evaluate(policy, cfg)
+        fingerprint = checkpoint_fingerprint(specs[name]) if name in specs else None
+        result = _evaluate(policy, cfg, label=name if name in specs else None,
+                           fingerprint=fingerprint)
         row = {}
         for task in result.tasks:
             eps = [e for e in result.episodes if e.task == task]

@@ -9,7 +9,7 @@ import sys
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="small",
-                   help="experiment preset: small | small-pretrained | smoke")
+                   help="experiment preset: small | small-random | smoke")
     p.add_argument("--config", help="ExperimentConfig JSON (replaces --preset)")
     p.add_argument("--out", required=True, help="output directory (data, runs, results)")
     p.add_argument("--train-minutes", type=float,

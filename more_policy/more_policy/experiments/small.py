@@ -1,8 +1,6 @@
-"""Named experiment presets: the CPU-sized 'small' MoRE and the test-sized 'smoke' run.
-
-Why the 'tiny' random Fuyu (hidden 64, 2 layers, patch 16) for the 'small' run: the backbone
-is random and frozen, so it only learns through the adapters, and it is the only size that
-fits thousands of updates into an hour of one core. CPU seconds per offline-RL update (target
+"""Named experiment presets: the CPU-sized 'small' MoRE on the pretrained sim-world backbone,
+'small-random' on a random frozen 'tiny' Fuyu (hidden 64, 2 layers, patch 16: what pretraining
+is measured against), and the test-sized 'smoke' run. CPU seconds per offline-RL update (target
 forward over s and the prompt prefix of s', online forward + backward, AdamW, EMA), one thread,
 2-core machine shared with other jobs (load 10-12 while measured), by bench/bench_train.py
 against the pre-issue-16 code (its prompt, dropout, per-forward preparation, target pass and
@@ -37,9 +35,14 @@ from more_policy.experiments.config import DataConfig, ExperimentConfig, train_o
 from more_policy.model.config import MoREConfig
 
 
-def small() -> ExperimentConfig:
+PRETRAINED_BACKBONE = "artifacts/backbones/sim-fuyu-256"  # `more pretrain`; from the repo root
+
+
+def small_random() -> ExperimentConfig:
+    """The random frozen 'tiny' Fuyu: what the pretrained backbone is measured against (and,
+    before it existed, the 'small' run: 0.00 success, its adapters had nothing to read)."""
     return ExperimentConfig(
-        name="more-small",
+        name="more-small-random",
         data=DataConfig(image_size=96, expert_episodes=40, failed_episodes=40),
         model=MoREConfig(backbone="tiny", image_size=96, num_experts=8, top_k=2, lora_rank=32,
                          lora_alpha=64.0, attn_lora_rank=32, attn_lora_alpha=64.0,
@@ -50,17 +53,14 @@ def small() -> ExperimentConfig:
         train_budget_s=45 * 60, eval_episodes=16)
 
 
-PRETRAINED_BACKBONE = "artifacts/backbones/sim-fuyu-256"  # `more pretrain`; from the repo root
-
-
-def small_pretrained() -> ExperimentConfig:
-    """'small' on the pretrained sim-world Fuyu (hidden 256, 4 layers, patch 12 at 96 px,
-    `more pretrain`) instead of the random tiny one, with 150 expert episodes per task and 100
-    failed ones per QUARD-Auto task (~32 k transitions; generating them takes ~10 min on one
-    core). Adapters as in 'small'; lr unchanged (not tuned)."""
-    cfg = small()
+def small() -> ExperimentConfig:
+    """MoRE on the pretrained sim-world Fuyu (hidden 256, 4 layers, patch 12 at 96 px,
+    `more pretrain`, loaded from its checkpoint directory like Fuyu-8B), 150 expert episodes per
+    task and 100 failed ones per QUARD-Auto task (~32 k transitions; ~5 min to generate on
+    one core). Adapters and lr as 'small-random' (not tuned)."""
+    cfg = small_random()
     return cfg.with_overrides(
-        name="more-small-pretrained",
+        name="more-small",
         data=DataConfig(image_size=96, expert_episodes=150, failed_episodes=100),
         model=replace(cfg.model, backbone=PRETRAINED_BACKBONE))
 
@@ -78,7 +78,7 @@ def smoke() -> ExperimentConfig:
         max_train_steps=4, eval_episodes=1, eval_max_steps=8, eval_batch_size=1)
 
 
-PRESETS = {"small": small, "small-pretrained": small_pretrained, "smoke": smoke}
+PRESETS = {"small": small, "small-random": small_random, "smoke": smoke}
 
 
 def preset(name: str) -> ExperimentConfig:

@@ -9,13 +9,17 @@ Layout::
     tokenizer/                the tokenizer, action tokens included
 
 The frozen backbone is referenced by ``MoREConfig.backbone``: a local checkpoint path, or a
-random-config name rebuilt bit-identically from the stored seed. This module knows the files
+random-config name rebuilt bit-identically from the stored seed. A local path is stored
+relative to the checkpoint directory (``../backbones/sim-fuyu-256``), so a checkpoint and its
+backbone can move together and load from any working directory (a launched ROS node's). This module knows the files
 only; it takes the policy class as an argument so that policy.py can import it (no circle).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -34,7 +38,11 @@ def save_pretrained(policy, directory) -> Path:
     """MoREPolicy.save_pretrained: write ``policy``'s checkpoint directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    meta = {"format_version": FORMAT_VERSION, "config": policy.config.to_dict(),
+    config = policy.config
+    if not config.is_random_backbone:
+        backbone = Path(config.backbone).resolve()
+        config = replace(config, backbone=os.path.relpath(backbone, directory.resolve()))
+    meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(),
             "backbone_seed": policy.seed, "token_offset": policy.token_offset}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     weights = {n: t.contiguous().cpu() for n, t in policy.adapter_state_dict().items()}
@@ -55,11 +63,22 @@ def read_meta(directory) -> dict:
     return meta
 
 
+def resolve_backbone(cfg: MoREConfig, directory: Path) -> MoREConfig:
+    """A relative backbone path is relative to the checkpoint directory; checkpoints written
+    before that convention stored it relative to the working directory, which still loads."""
+    if cfg.is_random_backbone or Path(cfg.backbone).is_absolute():
+        return cfg
+    beside = directory / cfg.backbone
+    if beside.exists() or not Path(cfg.backbone).exists():
+        return replace(cfg, backbone=str(beside.resolve()))
+    return cfg
+
+
 def load_pretrained(policy_cls, directory, quantization=None, device="cpu"):
     """MoREPolicy.from_pretrained: rebuild the backbone, then load the adapter weights."""
     directory = Path(directory)
     meta = read_meta(directory)
-    cfg = MoREConfig.from_dict(meta["config"])
+    cfg = resolve_backbone(MoREConfig.from_dict(meta["config"]), directory)
     policy = policy_cls.from_config(cfg, ActionSpace.load(directory), seed=meta["backbone_seed"],
                                     device=device, quantization=quantization)
     if policy.token_offset != meta["token_offset"]:

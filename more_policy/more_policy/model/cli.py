@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,11 +67,11 @@ def _print_counts(counts) -> None:
 def run_info(args: argparse.Namespace) -> int:
     from more_policy.actions import ActionSpace
     from more_policy.model import MoREConfig
-    from more_policy.model.checkpoint import read_meta
+    from more_policy.model.checkpoint import read_meta, resolve_backbone
     from more_policy.model.counting import count_parameters
 
     meta = read_meta(args.checkpoint)
-    cfg = MoREConfig.from_dict(meta["config"])
+    cfg = resolve_backbone(MoREConfig.from_dict(meta["config"]), Path(args.checkpoint))
     print(f"checkpoint {args.checkpoint}")
     print(json.dumps(meta, indent=2))
     space = ActionSpace.load(args.checkpoint)
