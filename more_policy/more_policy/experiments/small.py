@@ -34,7 +34,6 @@ from dataclasses import replace
 from more_policy.experiments.config import DataConfig, ExperimentConfig, train_options
 from more_policy.model.config import MoREConfig
 
-
 PRETRAINED_BACKBONE = "artifacts/backbones/sim-fuyu-256"  # `more pretrain`; from the repo root
 
 

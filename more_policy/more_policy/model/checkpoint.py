@@ -11,8 +11,9 @@ Layout::
 The frozen backbone is referenced by ``MoREConfig.backbone``: a local checkpoint path, or a
 random-config name rebuilt bit-identically from the stored seed. A local path is stored
 relative to the checkpoint directory (``../backbones/sim-fuyu-256``), so a checkpoint and its
-backbone can move together and load from any working directory (a launched ROS node's). This module knows the files
-only; it takes the policy class as an argument so that policy.py can import it (no circle).
+backbone can move together and load from any working directory (a launched ROS node's).
+This module knows the files only; it takes the policy class as an argument so that policy.py
+can import it (no circle).
 """
 
 from __future__ import annotations
