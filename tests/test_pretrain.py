@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from transformers import FuyuForCausalLM
 
 from more_policy.model import MoREConfig, MoREPolicy
+from more_policy.model.checkpoint import copy_checkpoint
 from more_policy.pretrain import pretrain_preset
 from more_policy.pretrain.data import SplitSpec, render_split
 from more_policy.pretrain.gates import ridge_probe
@@ -148,6 +149,9 @@ def test_tiny_pretrain_resumes_exactly_and_loads_as_a_fuyu_checkpoint(tmp_path, 
                                                                         / "sim")))
     result = policy.act([np.full((48, 64, 3), 120, np.uint8)], ["go to the red ball"])
     policy.save_pretrained(artifacts / "more")
+    copied = copy_checkpoint(artifacts / "more", tmp_path / "elsewhere" / "deeper" / "more")
+    assert np.array_equal(MoREPolicy.from_pretrained(copied).act(
+        [np.full((48, 64, 3), 120, np.uint8)], ["go to the red ball"]).bins, result.bins)
     shutil.move(artifacts, tmp_path / "moved")
     monkeypatch.chdir(tmp_path / "moved" / "more")
     moved = MoREPolicy.from_pretrained(tmp_path / "moved" / "more")

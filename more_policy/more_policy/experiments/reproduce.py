@@ -29,6 +29,7 @@ import torch
 from more_policy.experiments.config import ExperimentConfig
 from more_policy.experiments.data import build_datasets
 from more_policy.experiments.evaluation import evaluate_checkpoint
+from more_policy.model.checkpoint import copy_checkpoint
 from more_policy.plotting import pyplot
 from more_policy.training import time_train_steps, train
 from more_policy.training.metrics import METRICS_FILE, read_metrics
@@ -132,7 +133,7 @@ def publish(out_dir: str | Path, artifacts: str | Path, max_mb: float = 20.0) ->
     results = artifacts / "results" / summary["name"]
     for target in (ckpt, results):
         shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(out / "train" / "final", ckpt)
+    copy_checkpoint(out / "train" / "final", ckpt)
     for name in ("experiment.json", "plan.json", "summary.json"):
         shutil.copy2(out / name, ckpt / name)
     shutil.copytree(out / "eval", results)

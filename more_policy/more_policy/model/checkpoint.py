@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -73,6 +74,19 @@ def resolve_backbone(cfg: MoREConfig, directory: Path) -> MoREConfig:
     if beside.exists() or not Path(cfg.backbone).exists():
         return replace(cfg, backbone=str(beside.resolve()))
     return cfg
+
+
+def copy_checkpoint(source, target) -> Path:
+    """Copy a checkpoint directory; a local backbone stays referenced relative to the copy."""
+    source, target = Path(source), Path(target)
+    shutil.copytree(source, target)
+    meta = read_meta(target)
+    cfg = resolve_backbone(MoREConfig.from_dict(meta["config"]), source)
+    if not cfg.is_random_backbone:
+        meta["config"]["backbone"] = os.path.relpath(Path(cfg.backbone).resolve(),
+                                                     target.resolve())
+        (target / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    return target
 
 
 def load_pretrained(policy_cls, directory, quantization=None, device="cpu"):
