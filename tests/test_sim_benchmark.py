@@ -204,14 +204,14 @@ def test_table1_rerun_reuses_a_learned_row_until_its_checkpoint_changes(tmp_path
 
     save_policy(0)
     cfg = BenchmarkConfig(out=str(tmp_path / "bench"), episodes=1, blind_fit_episodes=1,
-                          tasks="go_to", policies={"MoRE": str(tmp_path / "more")})
+                          tasks="go_to", policies={"MoRE (w/ RL)": str(tmp_path / "more")})
     run_table1(cfg)
-    cache = tmp_path / "bench" / "runs" / "MoRE_command.json"
+    cache = tmp_path / "bench" / "runs" / "MoRE_w_RL__command.json"  # row names are free text
     first = cache.stat().st_mtime_ns
-    cfg.policies = {"MoRE": str(tmp_path / "more"), "Untrained": "random-tiny"}
+    cfg.policies = {"MoRE (w/ RL)": str(tmp_path / "more"), "Untrained": "random-tiny"}
     table = run_table1(cfg)  # the new row is evaluated, the unchanged checkpoint is not
-    assert list(table["rows"]) == ["Random", "Blind", "Perception oracle", "MoRE", "Untrained",
-                                   "Scripted expert"]
+    assert list(table["rows"]) == ["Random", "Blind", "Perception oracle", "MoRE (w/ RL)",
+                                   "Untrained", "Scripted expert"]
     assert cache.stat().st_mtime_ns == first
     save_policy(1)  # other weights under the same name: evaluated again
     run_table1(cfg)

@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,8 @@ def _evaluate(policy, cfg: BenchmarkConfig, mode: str = "command", episodes: int
     from more_policy.sim.evaluate import EpisodeResult, EvalResult, evaluate
 
     episodes = episodes or cfg.episodes
-    cache = Path(cfg.out) / "runs" / f"{label or policy.name}_{mode}.json".replace(" ", "_")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", label or policy.name)  # a row name is free text
+    cache = Path(cfg.out) / "runs" / f"{stem}_{mode}.json"
     key = {"seed": cfg.eval_seed, "episodes_per_task": episodes, "mode": mode,
            "fingerprint": fingerprint}
     reusable = fingerprint is not None or not getattr(policy, "needs_images", True)

@@ -124,13 +124,16 @@ def plot_losses(curves: dict[str, list[tuple[int, float]]], path: Path, title: s
     plt.close(fig)
 
 
-def publish(out_dir: str | Path, artifacts: str | Path, max_mb: float = 20.0) -> dict[str, Path]:
+def publish(out_dir: str | Path, artifacts: str | Path, max_mb: float = 20.0,
+            name: str | None = None) -> dict[str, Path]:
     """Copy the final checkpoint to ``artifacts/<name>/`` (plus experiment.json, plan.json,
-    summary.json) and the evaluation files to ``artifacts/results/<name>/``."""
+    summary.json) and the evaluation files to ``artifacts/results/<name>/``; ``name`` defaults
+    to the run's (an ablation run published under a shorter one)."""
     out, artifacts = Path(out_dir), Path(artifacts)
     summary = json.loads((out / "summary.json").read_text())
-    ckpt = artifacts / summary["name"]
-    results = artifacts / "results" / summary["name"]
+    name = name or summary["name"]
+    ckpt = artifacts / name
+    results = artifacts / "results" / name
     for target in (ckpt, results):
         shutil.rmtree(target, ignore_errors=True)
     copy_checkpoint(out / "train" / "final", ckpt)
