@@ -11,9 +11,9 @@ Both configurations live in this process and their steps are interleaved, so a m
 with other jobs slows them alike. Times are this process's CPU time (one torch thread).
 - baseline: the code as it was before the throughput work (issue 16): QUART's prompt template,
   LoRA dropout 0.05, states prepared in every forward, the target forward over [s; s']
-  teacher-forced on the dataset bins, and the MixLoRA forward that concatenated every expert's
+  teacher-forced on the dataset bins, the MixLoRA forward that concatenated every expert's
   (pairs, inner) activations on every token (reproduced below: those paths are no longer in
-  the library). Process-wide settings (one thread, train()'s heap setting) apply to both.
+  the library) and peft's factored attention LoRA. Process-wide settings (one thread, train()'s heap setting) apply to both.
 - new: the preset as configured now (short prompt, its dropout) and the library: states
   prepared and their patches projected once per step, the target pass over s teacher-forced
   and the prompt prefix of non-terminal s', the last layer's experts only where logits are
@@ -44,6 +44,7 @@ from more_policy.actions import ActionSpace
 from more_policy.data import EpisodeDataset, EpisodeWriter
 from more_policy.experiments import preset
 from more_policy.model import QUART_PROMPT_TEMPLATE, SHORT_PROMPT_TEMPLATE
+from more_policy.model.lora_linear import MergingLoraLinear, PeftLoraLinear
 from more_policy.rl import chain_mdp
 from more_policy.rl.losses import bellman_targets
 from more_policy.rl.objective import Objective, QOutput, RLConfig
@@ -154,6 +155,9 @@ class Setup:
         if self.original:
             for layer in self.model.policy.moe_layers:
                 layer.forward = types.MethodType(original_mixlora_forward, layer)
+            for module in self.model.modules():  # peft's factored attention LoRA
+                if isinstance(module, MergingLoraLinear):
+                    module.forward = types.MethodType(PeftLoraLinear.forward, module)
 
     def step(self) -> None:
         """One update as train.py runs it, each phase timed in CPU seconds."""
