@@ -13,7 +13,8 @@ with other jobs slows them alike. Times are this process's CPU time (one torch t
   LoRA dropout 0.05, states prepared in every forward, the target forward over [s; s']
   teacher-forced on the dataset bins, the MixLoRA forward that concatenated every expert's
   (pairs, inner) activations on every token (reproduced below: those paths are no longer in
-  the library) and peft's factored attention LoRA. Process-wide settings (one thread, train()'s heap setting) apply to both.
+  the library) and peft's factored attention LoRA. Process-wide settings (one thread,
+  train()'s heap setting) apply to both.
 - new: the preset as configured now (short prompt, its dropout) and the library: states
   prepared and their patches projected once per step, the target pass over s teacher-forced
   and the prompt prefix of non-terminal s', the last layer's experts only where logits are

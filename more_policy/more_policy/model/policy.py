@@ -159,13 +159,13 @@ class MoREPolicy(nn.Module):
                              f"{len(instructions)} instructions")
         seqs = [[*self._image_prefix, *self._prompt_ids(self.config.format_prompt(text)),
                  self._begin_answer] for text in instructions]
-        length = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(seqs), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(seqs), length), dtype=torch.long)
+        lengths = np.array([len(s) for s in seqs])
+        length = int(lengths.max())
+        ids = np.full((len(seqs), length), self.tokenizer.pad_token_id or 0, dtype=np.int64)
         for i, s in enumerate(seqs):  # left padding: the answer starts at the same column
-            input_ids[i, length - len(s):] = torch.tensor(s)
-            attention_mask[i, length - len(s):] = 1
+            ids[i, length - len(s):] = s
+        input_ids = torch.from_numpy(ids)
+        attention_mask = torch.from_numpy(np.arange(length) >= length - lengths[:, None]).long()
         pixels = resize_images(list(images), self.image_size)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
                   "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0),
@@ -201,20 +201,20 @@ class MoREPolicy(nn.Module):
     # -- forward -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _mask_tokens(self, attention_mask: torch.Tensor | None, keep: int) -> Iterator[None]:
-        for layer in self.moe_layers:
-            layer.token_mask = attention_mask
         # The last layer's FFN output is read only at the ``keep`` positions of the logits
-        # (its attention keys and values, the KV cache, come before it). Not with activation
-        # checkpointing, whose recomputation runs outside this context.
-        last = self.moe_layers[-1] if keep and not self.model.is_activation_checkpointing else None
-        if last is not None:
-            last.keep_last = keep
+        # (its attention keys and values, the KV cache, come before it), and no layer's is
+        # read at padding (masked out of every attention). Not with activation checkpointing,
+        # whose recomputation runs outside this context.
+        skip = not self.model.is_activation_checkpointing
+        for layer in self.moe_layers:
+            layer.token_mask, layer.skip_masked = attention_mask, skip
+        if keep and skip:
+            self.moe_layers[-1].keep_last = keep
         try:
             yield
         finally:
             for layer in self.moe_layers:
-                layer.token_mask = None
-                layer.keep_last = None
+                layer.token_mask, layer.skip_masked, layer.keep_last = None, False, None
 
     def _backbone(self, inputs: dict[str, torch.Tensor], keep: int, past=None,
                   use_cache: bool = False):
