@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch._inductor.config
 from common import Report, pretrained_shape_backbone
 
 from more_policy.actions import ActionSpace
@@ -55,6 +56,7 @@ from more_policy.training.model import PolicyQModel, build_policy_model, to_batc
 
 TARGET_SPEEDUP = 3.0
 PRESET_TRANSITIONS = 20_000  # the 'small' preset's mixed dataset: 400 episodes of ~50 steps
+RUN_SECONDS = 45 * 60  # the 'small' preset's training budget
 PHASES = ("data", "target", "forward", "backward", "optimizer", "ema")
 INSTRUCTIONS = ("go to the red ball quickly with a trot gait", "crawl under the gate with a "
                 "pace gait", "go through the tunnel slowly with a bound gait", "go avoid the "
@@ -235,22 +237,28 @@ def learning_effect() -> None:
 
 
 def bench_shape(label: str, new: TrainConfig, old: TrainConfig, data: Path, rounds: int,
-                refresh_every: int) -> tuple[dict, dict]:
-    """Baseline, new and periodic RL setups and baseline/new IL setups, steps interleaved."""
+                refresh_every: int, compiled: bool = False) -> tuple[dict, dict]:
+    """Baseline, new and periodic RL setups (+ periodic with the compiled decoder) and
+    baseline/new IL setups, steps interleaved."""
     periodic = replace(new, rl=RLConfig(target_mode="periodic",
                                         target_refresh_every=refresh_every))
     # Per update, a refresh period recomputes each transition once: N / (K * B) of a full pass.
     amortised = min(1.0, PRESET_TRANSITIONS / (refresh_every * new.batch_size))
     rl_setups = [Setup("baseline", old, original=True), Setup("new", new),
                  Setup("periodic", periodic)]
+    if compiled:
+        rl_setups.append(Setup("compiled", replace(periodic, compile=True)))
     il = RLConfig(objective="il")
     il_setups = [Setup("baseline", replace(old, rl=il), original=True),
                  Setup("new", replace(new, rl=il))]
     for s in rl_setups + il_setups:
         s.build(data)
-    for _ in range(2):  # warm-up: allocators, caches
+    warmup = {}
+    for _ in range(3 if compiled else 2):  # warm-up: allocators, caches, compilation
         for s in rl_setups + il_setups:
+            start = time.process_time()
             s.step()
+            warmup[s.name] = warmup.get(s.name, 0.0) + time.process_time() - start
     for s in rl_setups + il_setups:
         s.times = {ph: [] for ph in PHASES}
     for _ in range(rounds):  # interleaved, so that load elsewhere hits all alike
@@ -259,13 +267,27 @@ def bench_shape(label: str, new: TrainConfig, old: TrainConfig, data: Path, roun
     print(f"\n== {label}: {new.model.backbone} @ {new.model.image_size} px, batch "
           f"{new.batch_size}, dropout {new.model.lora_dropout}, one thread, {rounds} "
           f"interleaved rounds")
-    rl = report("RL update", rl_setups[0].per_update(),
-                {"new": rl_setups[1].per_update(),
-                 "periodic": rl_setups[2].per_update(amortised)})
+    rows = {"new": rl_setups[1].per_update(), "periodic": rl_setups[2].per_update(amortised)}
+    if compiled:
+        rows["compiled"] = rl_setups[3].per_update(amortised)
+    rl = report("RL update", rl_setups[0].per_update(), rows)
     print(f"  (periodic: refresh every {refresh_every} updates, target cost x{amortised:.2f}"
           f" for {PRESET_TRANSITIONS} transitions)")
+    if compiled:
+        rl["compiled_run"] = amortised_run_speedup(rl_setups[0], rows["compiled"],
+                                                   warmup["compiled"] - warmup["periodic"])
     il_ratio = report("IL update", il_setups[0].per_update(), {"new": il_setups[1].per_update()})
     return rl, il_ratio
+
+
+def amortised_run_speedup(baseline: Setup, compiled: dict[str, float], compile_s: float,
+                          run_s: float = RUN_SECONDS) -> float:
+    """Updates in a run of run_s CPU seconds, compiled (its compilation first) over baseline."""
+    base_step = sum(baseline.per_update().values())
+    ratio = (run_s - compile_s) / sum(compiled.values()) * base_step / run_s
+    print(f"  (compiled: {compile_s:.0f} CPU-s of compilation; over a {run_s / 60:.0f}-min run "
+          f"{ratio:.2f}x the baseline's updates)")
+    return ratio
 
 
 def main() -> int:
@@ -277,6 +299,9 @@ def main() -> int:
                    help="timed steps per setup (pretrained shape: ~10x the tiny step)")
     p.add_argument("--refresh-every", type=int, default=2000,
                    help="periodic target mode: updates between snapshots")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the periodic mode with the compiled decoder (TrainConfig."
+                        "compile; its compilation takes minutes on a busy machine)")
     p.add_argument("--skip-learning", action="store_true",
                    help="skip the target-mode learning comparison")
     p.add_argument("--default-heap", action="store_true",
@@ -284,6 +309,7 @@ def main() -> int:
                         "this bench otherwise keep freed blocks, which speeds both sides)")
     args = p.parse_args()
     torch.set_num_threads(1)
+    torch._inductor.config.compile_threads = 1  # compilation in this process: its CPU time
     if not args.default_heap:
         keep_freed_memory_in_heap()
     exp = preset("small")
@@ -303,11 +329,17 @@ def main() -> int:
             old = replace(cfg, model=replace(model, prompt_template=QUART_PROMPT_TEMPLATE,
                                              lora_dropout=0.05))
             rounds = args.rounds if label == "tiny" else args.pretrained_rounds
-            rl, il = bench_shape(label, cfg, old, data, rounds, args.refresh_every)
+            rl, il = bench_shape(label, cfg, old, data, rounds, args.refresh_every,
+                                 args.compile)
             summary.add(f"{label}: RL update speed-up vs baseline (EMA target)", rl["new"], "x",
                         TARGET_SPEEDUP, higher_is_better=True)
             summary.add(f"{label}: RL update speed-up vs baseline (periodic target)",
-                        rl["periodic"], "x")
+                        rl["periodic"], "x", TARGET_SPEEDUP, higher_is_better=True)
+            if args.compile:
+                summary.add(f"{label}: RL update speed-up vs baseline (periodic, compiled)",
+                            rl["compiled"], "x", TARGET_SPEEDUP, higher_is_better=True)
+                summary.add(f"{label}: updates in a 45-min run vs baseline (periodic, compiled,"
+                            f" compilation included)", rl["compiled_run"], "x")
             summary.add(f"{label}: IL update speed-up vs baseline", il["new"], "x")
     if not args.skip_learning:
         learning_effect()

@@ -107,6 +107,9 @@ class MixLoRAFFN(nn.Module):
             factored += d_in * d_out / self.top_k + self.rank * (d_in + d_out)
         return merged < factored
 
+    # Eager under torch.compile (MoREPolicy.compile_decoder): the pairs per expert change every
+    # step, and each new split would be a new graph.
+    @torch.compiler.disable
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         shape = hidden_states.shape  # (B, L, hidden)
         x = hidden_states.reshape(-1, shape[-1])  # (T, hidden)

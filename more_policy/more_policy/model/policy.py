@@ -148,6 +148,13 @@ class MoREPolicy(nn.Module):
         finally:
             self.load_trainable_state_dict(saved)
 
+    def compile_decoder(self) -> None:
+        """torch.compile each decoder layer (attention, norms, residuals fused; the MixLoRA
+        experts stay eager), with dynamic shapes: one graph for every batch and prompt length.
+        Same maths, float rounding aside; the first forwards and backwards pay the compilation."""
+        for layer in self.backbone_adapter.decoder_layers(self.model):
+            layer.compile(dynamic=True)
+
     # -- inputs --------------------------------------------------------------------------
     def prepare(self, images, instructions: list[str],
                 action_bins: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -43,6 +43,8 @@ def build_policy_model(cfg: TrainConfig, action_space: ActionSpace) -> PolicyQMo
     policy = MoREPolicy.from_config(cfg.model, action_space, seed=cfg.seed)
     if cfg.gradient_checkpointing:
         policy.model.gradient_checkpointing_enable()
+    if cfg.compile:
+        policy.compile_decoder()
     return PolicyQModel(policy)
 
 
