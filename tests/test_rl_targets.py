@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from more_policy.data.format import decode_jpeg, encode_jpeg
 from more_policy.model import MoREConfig, MoREPolicy
 from more_policy.rl import Objective, RLConfig
 from more_policy.rl.losses import bellman_targets, q_learning_loss
@@ -177,3 +178,23 @@ def test_compiled_decoder_equals_eager_targets_loss_and_gradients():
         assert len(grads) == len(eager_grads)
         for g, e in zip(grads, eager_grads):
             torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4)
+
+
+def test_frame_feature_cache_gives_the_same_states_from_jpeg_bytes(model):
+    """TrainConfig.frame_cache_frames: states built from JPEG bytes through the cache equal
+    those prepared from the decoded frames; a frame is computed once, up to max_frames."""
+    rng = np.random.default_rng(5)
+    jpegs = [encode_jpeg(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), 90)
+             for _ in range(3)]
+    cached = PolicyQModel(model.policy, frame_cache_frames=2)
+    frames = [jpegs[0], jpegs[1], jpegs[0], jpegs[2]]
+    texts = INSTRUCTIONS[:4]
+    want = model.make_state([decode_jpeg(f) for f in frames], texts)
+    for _ in range(2):  # computed, then read back from the cache
+        got = cached.make_state(frames, texts)
+        assert set(got) == set(want)
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], atol=0, rtol=0)
+        assert len(cached.frame_cache) == 2  # the third frame is beyond max_frames
+    with pytest.raises(TypeError, match="JPEG bytes"):
+        cached.make_state([decode_jpeg(f) for f in frames], texts)

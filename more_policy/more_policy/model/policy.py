@@ -164,6 +164,18 @@ class MoREPolicy(nn.Module):
         if len(images) != len(instructions) or not instructions:
             raise ValueError(f"need one instruction per image, got {len(images)} images and "
                              f"{len(instructions)} instructions")
+        pixels = resize_images(list(images), self.image_size)
+        inputs = {**self.prompt_inputs(instructions),
+                  "pixel_values": self.backbone_adapter.pixel_values(pixels, self.model.config)}
+        inputs.update(self.backbone_adapter.extra_inputs(pixels))
+        device, dtype = self.device, TORCH_DTYPES[self.config.dtype]
+        inputs = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
+                  for k, v in inputs.items()}
+        return inputs if action_bins is None else self.with_actions(inputs, action_bins)
+
+    def prompt_inputs(self, instructions: list[str]) -> dict[str, torch.Tensor]:
+        """The token ids (image placeholders, prompt, BOA), attention mask and position ids of
+        :meth:`prepare`, on the CPU."""
         seqs = [[*self._image_prefix, *self._prompt_ids(self.config.format_prompt(text)),
                  self._begin_answer] for text in instructions]
         lengths = np.array([len(s) for s in seqs])
@@ -173,15 +185,8 @@ class MoREPolicy(nn.Module):
             ids[i, length - len(s):] = s
         input_ids = torch.from_numpy(ids)
         attention_mask = torch.from_numpy(np.arange(length) >= length - lengths[:, None]).long()
-        pixels = resize_images(list(images), self.image_size)
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
-                  "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0),
-                  "pixel_values": self.backbone_adapter.pixel_values(pixels, self.model.config)}
-        inputs.update(self.backbone_adapter.extra_inputs(pixels))
-        device, dtype = self.device, TORCH_DTYPES[self.config.dtype]
-        inputs = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
-                  for k, v in inputs.items()}
-        return inputs if action_bins is None else self.with_actions(inputs, action_bins)
+        return {"input_ids": input_ids, "attention_mask": attention_mask,
+                "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0)}
 
     def with_actions(self, inputs: dict[str, torch.Tensor],
                      action_bins: torch.Tensor) -> dict[str, torch.Tensor]:
