@@ -15,7 +15,8 @@ with other jobs slows them alike. Times are this process's CPU time (one torch t
   (pairs, inner) activations on every token (reproduced below: those paths are no longer in
   the library) and peft's factored attention LoRA. Process-wide settings (one thread,
   train()'s heap setting) apply to both.
-- new: the preset as configured now (short prompt, its dropout) and the library: states
+- new: the preset as configured now (short prompt, its dropout; without its frame feature
+  cache, which has rows of its own) and the library: states
   prepared and their patches projected once per step, the target pass over s teacher-forced
   and the prompt prefix of non-terminal s', experts only where their output is read (not at
   padding, on the last layer only at the logits' positions), merged expert and attention-LoRA
@@ -326,7 +327,8 @@ def main() -> int:
     if not args.default_heap:
         keep_freed_memory_in_heap()
     exp = preset("small")
-    new = replace(exp.train, model=exp.model, rl=RLConfig())
+    # the frame cache has rows of its own; compile=False, as in the preset
+    new = replace(exp.train, model=exp.model, rl=RLConfig(), frame_cache_frames=0)
     summary = Report()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         data = write_dataset(Path(tmp) / "data", exp.data.image_size, episodes=12, steps=40)

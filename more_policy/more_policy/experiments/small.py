@@ -4,20 +4,23 @@ Why the 'tiny' random Fuyu (hidden 64, 2 layers, patch 16) for the 'small' run: 
 is random and frozen, so it only learns through the adapters, and it is the only size that
 fits thousands of updates into an hour of one core. CPU seconds per offline-RL update (target
 forward over s and the prompt prefix of s', online forward + backward, AdamW, EMA), one thread,
-2-core machine shared with other jobs (load 10-12 while measured), by bench/bench_train.py
-against the pre-issue-16 code (its prompt, dropout, per-forward preparation, target pass and
-MixLoRA forward) in the same process, 6-8 interleaved rounds, three runs:
-  tiny   @ 96 px, batch 32: 0.37-0.45 s before, 0.23-0.26 s now (1.6-2.0x; target 0.09-0.10,
-         forward 0.05-0.06, backward 0.06-0.07, data + preparation 0.02-0.03), 0.16-0.19 s with the
-         periodic target mode refreshed every 2000 updates (2.3-2.9x).
+2-core machine shared with two training runs (load 2-4.5 while measured), by
+bench/bench_train.py against the pre-issue-16 code (its prompt, dropout, per-forward
+preparation, target pass, MixLoRA forward and peft's factored attention LoRA) in the same
+process, 8 interleaved rounds; ranges over TINY_RUNS runs:
+  tiny   @ 96 px, batch 32: TINY_FIGURES
   pretrained backbone's shape (hidden 256, 4 layers, patch 12 -> 64 patches; random weights)
-         @ 96 px, batch 32: 4.1-4.2 s before, 2.8 s now (1.5x; compute-bound: target 1.1,
-         forward 0.64, backward 0.95), 2.0 s periodic (2.1x); one run of 2 rounds.
-Both sides run with train()'s heap setting, which also speeds the baseline. The issue's 3x is
-not reached with the same mathematics: the EMA target's two no-grad forwards (s with the target
-adapters, s' prefix) are ~40 % of a step and share nothing with the online forward but the
-projected patches. The EMA target stays the default (periodic learned the known-answer MDP
-slower at a 10-update time scale, faster at 100).
+         @ 96 px, batch 32: PRETRAINED_FIGURES
+Both sides run with train()'s heap setting, which also speeds the baseline. The frame feature
+cache (frame_cache_frames, on here: ~9 KB per frame, ~190 MB for the ~20 k frames) keeps each
+frame's projected patches, so after the first epoch no frame is decoded or projected again;
+it changes no value. The EMA target's two no-grad forwards (s with the target adapters, s'
+prefix) are ~40 % of a step and share nothing with the online forward but the projected
+patches, so the 3x needs the periodic target mode (``--set rl.target_mode=periodic``), and,
+for a margin, the compiled decoder (``--set compile=true``; default off: compilation costs
+17-33 CPU-s, and its graphs would be rebuilt in every short test run). The EMA target stays
+the default (periodic learned the known-answer MDP slower at a 10-update time scale, faster
+at 100).
 Earlier wall-clock figures (bench/bench_e2e.py, before issue 16):
   tiny   @ 96 px, batch 32: 0.38 s/step idle, 0.62 s/step averaged over the real 44-min run
   hidden-256 4-layer Fuyu (not a preset) @ 96 px, batch 16: 1.6 s/step
@@ -46,7 +49,7 @@ def small() -> ExperimentConfig:
                          lora_dropout=0.0),
         # A random tiny backbone needs a far larger step than the 2e-5 of fine-tuning Fuyu-8B.
         train=train_options(batch_size=32, lr=1e-3, warmup_ratio=0.03, log_every=25,
-                            decode_threads=1, shuffle_block=16),
+                            decode_threads=1, shuffle_block=16, frame_cache_frames=25_000),
         train_budget_s=45 * 60, eval_episodes=16)
 
 
@@ -57,12 +60,14 @@ def small_pretrained() -> ExperimentConfig:
     """'small' on the pretrained sim-world Fuyu (hidden 256, 4 layers, patch 12 at 96 px,
     `more pretrain`) instead of the random tiny one, with 150 expert episodes per task and 100
     failed ones per QUARD-Auto task (~32 k transitions; generating them takes ~10 min on one
-    core). Adapters as in 'small'; lr unchanged (not tuned)."""
+    core). Adapters as in 'small'; lr unchanged (not tuned). No frame feature cache: 64 KB a
+    frame (~2 GB for the dataset) to save ~1 % of a compute-bound step."""
     cfg = small()
     return cfg.with_overrides(
         name="more-small-pretrained",
         data=DataConfig(image_size=96, expert_episodes=150, failed_episodes=100),
-        model=replace(cfg.model, backbone=PRETRAINED_BACKBONE))
+        model=replace(cfg.model, backbone=PRETRAINED_BACKBONE),
+        train=replace(cfg.train, frame_cache_frames=0))
 
 
 def smoke() -> ExperimentConfig:
