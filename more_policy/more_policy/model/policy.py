@@ -164,14 +164,18 @@ class MoREPolicy(nn.Module):
         if len(images) != len(instructions) or not instructions:
             raise ValueError(f"need one instruction per image, got {len(images)} images and "
                              f"{len(instructions)} instructions")
-        pixels = resize_images(list(images), self.image_size)
-        inputs = {**self.prompt_inputs(instructions),
-                  "pixel_values": self.backbone_adapter.pixel_values(pixels, self.model.config)}
-        inputs.update(self.backbone_adapter.extra_inputs(pixels))
+        inputs = {**self.prompt_inputs(instructions), **self.image_inputs(images)}
         device, dtype = self.device, TORCH_DTYPES[self.config.dtype]
         inputs = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
                   for k, v in inputs.items()}
         return inputs if action_bins is None else self.with_actions(inputs, action_bins)
+
+    def image_inputs(self, images) -> dict[str, torch.Tensor]:
+        """The pixel values (and backbone-specific image inputs) of :meth:`prepare`, on the
+        CPU in float32."""
+        pixels = resize_images(list(images), self.image_size)
+        return {"pixel_values": self.backbone_adapter.pixel_values(pixels, self.model.config),
+                **self.backbone_adapter.extra_inputs(pixels)}
 
     def prompt_inputs(self, instructions: list[str]) -> dict[str, torch.Tensor]:
         """The token ids (image placeholders, prompt, BOA), attention mask and position ids of

@@ -10,7 +10,7 @@ from torch import nn
 from more_policy.actions import ActionSpace
 from more_policy.data.format import decode_jpeg
 from more_policy.model import MoREPolicy
-from more_policy.model.backbones import TORCH_DTYPES, resize_images
+from more_policy.model.backbones import TORCH_DTYPES
 from more_policy.rl.objective import QOutput
 from more_policy.training.config import TrainConfig
 
@@ -42,8 +42,7 @@ class FrameFeatureCache:
         computed = {}
         if missing:
             policy = self.policy
-            pixels = resize_images([decode_jpeg(f) for f in missing], policy.image_size)
-            values = policy.backbone_adapter.pixel_values(pixels, policy.model.config).to(
+            values = policy.image_inputs([decode_jpeg(f) for f in missing])["pixel_values"].to(
                 device=policy.device, dtype=TORCH_DTYPES[policy.config.dtype])
             computed = dict(zip(missing, policy.backbone_adapter.encode_images(
                 policy.model, {"pixel_values": values})["image_features"]))
