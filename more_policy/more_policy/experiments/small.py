@@ -7,12 +7,13 @@ forward over s and the prompt prefix of s', online forward + backward, AdamW, EM
 2-core machine shared with two training runs (load 2-4.5 while measured), by
 bench/bench_train.py against the pre-issue-16 code (its prompt, dropout, per-forward
 preparation, target pass, MixLoRA forward and peft's factored attention LoRA) in the same
-process, 8 interleaved rounds:
-  tiny   @ 96 px, batch 32: 0.40 s before, 0.21 s now (1.9x; target 0.08, forward 0.05,
-         backward 0.06, data + preparation 0.02); with the frame cache 0.20 s (2.0x, data
-         0.003); periodic target mode refreshed every 2000 updates 0.16 s (2.5x), with the
-         frame cache 0.14 s (2.8x), also compiled 0.13 s (3.0x; 3.0x of the baseline's
-         updates in a 45-min run with its 17-33 CPU-s of compilation).
+process, 8 interleaved rounds, two runs:
+  tiny   @ 96 px, batch 32: 0.34-0.40 s before, 0.20-0.21 s now (1.7-1.9x; target 0.08,
+         forward 0.045, backward 0.055, data + preparation 0.02); with the frame cache
+         0.17-0.20 s (1.9-2.0x, data 0.003); periodic target mode refreshed every 2000 updates
+         0.14-0.16 s (2.4-2.5x), with the frame cache 0.11-0.14 s (2.8-3.0x), also compiled
+         0.10-0.13 s (3.0-3.3x; 3.0-3.3x of the baseline's updates in a 45-min run with its
+         17-33 CPU-s of compilation).
   pretrained backbone's shape (hidden 256, 4 layers, patch 12 -> 64 patches; random weights)
          @ 96 px, batch 32: 4.1-4.2 s before, 2.8 s (1.5x; compute-bound: target 1.1,
          forward 0.64, backward 0.95), 2.0 s periodic (2.1x); one run of 2 rounds before the
@@ -33,7 +34,7 @@ Earlier wall-clock figures (bench/bench_e2e.py, before issue 16):
   tiny   @ 96 px, batch 32: 0.38 s/step idle, 0.62 s/step averaged over the real 44-min run
   hidden-256 4-layer Fuyu (not a preset) @ 96 px, batch 16: 1.6 s/step
   'small' (~60 M backbone, 18 M trainable) @ 60-90 px, batch 16: 10-12 s/step
-i.e. now ~17000 updates per core-hour with the EMA target, ~27000 periodic + cache +
+i.e. now ~17000 updates per core-hour with the EMA target, ~27000-35000 periodic + cache +
 compiled (was ~4000-6000 in practice) vs ~2000 vs ~300.
 No LoRA dropout: it cost 1.2x per update, and a random backbone trained from scratch on its own
 data has no pre-trained features for dropout to protect. With rank 32 on a hidden-64 model the LoRA
