@@ -11,17 +11,24 @@ Both configurations live in this process and their steps are interleaved, so a m
 with other jobs slows them alike. Times are this process's CPU time (one torch thread).
 - baseline: the code as it was before the throughput work (issue 16): QUART's prompt template,
   LoRA dropout 0.05, states prepared in every forward, the target forward over [s; s']
-  teacher-forced on the dataset bins, and the MixLoRA forward that concatenated every expert's
+  teacher-forced on the dataset bins, the MixLoRA forward that concatenated every expert's
   (pairs, inner) activations on every token (reproduced below: those paths are no longer in
-  the library). Process-wide settings (one thread, train()'s heap setting) apply to both.
-- new: the preset as configured now (short prompt, its dropout) and the library: states
+  the library) and peft's factored attention LoRA. Process-wide settings (one thread,
+  train()'s heap setting) apply to both.
+- new: the preset as configured now (short prompt, its dropout; without its frame feature
+  cache, which has rows of its own) and the library: states
   prepared and their patches projected once per step, the target pass over s teacher-forced
-  and the prompt prefix of non-terminal s', the last layer's experts only where logits are
-  read, merged expert weights where they are cheaper; "periodic" adds the periodic target
-  mode, its target cost amortised over a refresh period at the preset's dataset size.
+  and the prompt prefix of non-terminal s', experts only where their output is read (not at
+  padding, on the last layer only at the logits' positions), merged expert and attention-LoRA
+  weights where they are cheaper; "periodic" adds the periodic target mode, its target cost
+  amortised over a refresh period at the preset's dataset size.
+- "+cache" rows add the frame feature cache (TrainConfig.frame_cache_frames) in its steady
+  state (timed after every frame was drawn once; a 45-min run's first epoch is ~4 % of it);
+  "+compile" (--compile) adds the compiled decoder (TrainConfig.compile) to "per+cache", and
+  its compilation (CPU seconds of the warm-up beyond per+cache's) is charged to a 45-min run.
 Phases: data (read, decode, collate, prepare), target, online forward (+ loss), backward,
 optimizer (clip + AdamW), EMA. Target: the RL update takes >= 3x fewer CPU-seconds than the
-baseline.
+baseline (the fast configuration: periodic target, frame cache, optionally compiled).
 
 Learning effect of the target mode: updates until max |Q - Q*| < 0.02 on the known-answer MDP
 (rl/chain_mdp.py), per-step EMA against a periodic snapshot of the same time scale (1/(1-tau)).
@@ -38,12 +45,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch._inductor.config
 from common import Report, pretrained_shape_backbone
 
 from more_policy.actions import ActionSpace
 from more_policy.data import EpisodeDataset, EpisodeWriter
 from more_policy.experiments import preset
 from more_policy.model import QUART_PROMPT_TEMPLATE, SHORT_PROMPT_TEMPLATE
+from more_policy.model.lora_linear import MergingLoraLinear, PeftLoraLinear
 from more_policy.rl import chain_mdp
 from more_policy.rl.losses import bellman_targets
 from more_policy.rl.objective import Objective, QOutput, RLConfig
@@ -53,6 +62,7 @@ from more_policy.training.model import PolicyQModel, build_policy_model, to_batc
 
 TARGET_SPEEDUP = 3.0
 PRESET_TRANSITIONS = 20_000  # the 'small' preset's mixed dataset: 400 episodes of ~50 steps
+RUN_SECONDS = 45 * 60  # the 'small' preset's training budget
 PHASES = ("data", "target", "forward", "backward", "optimizer", "ema")
 INSTRUCTIONS = ("go to the red ball quickly with a trot gait", "crawl under the gate with a "
                 "pace gait", "go through the tunnel slowly with a bound gait", "go avoid the "
@@ -140,11 +150,15 @@ class Setup:
     times: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
 
     def build(self, data: Path) -> None:
+        cache = self.cfg.frame_cache_frames
         dataset = EpisodeDataset(data, gamma=self.cfg.rl.gamma, seed=self.cfg.seed,
-                                 shuffle_block=self.cfg.shuffle_block)
+                                 shuffle_block=self.cfg.shuffle_block, decode_images=not cache)
         self.stream = dataset.stream(decode_threads=self.cfg.decode_threads)
         torch.manual_seed(self.cfg.seed)
         self.model = build_policy_model(self.cfg, dataset.action_space)
+        if cache:  # steady state: every frame drawn once (a run's first epoch, ~4 % of it)
+            for _ in range(-(-len(dataset) // self.cfg.batch_size)):
+                to_batch(self.stream.next_batch(self.cfg.batch_size), self.model, "cpu")
         if self.original:
             self.model = OriginalQModel(self.model.policy)
         self.model.train()
@@ -154,6 +168,9 @@ class Setup:
         if self.original:
             for layer in self.model.policy.moe_layers:
                 layer.forward = types.MethodType(original_mixlora_forward, layer)
+            for module in self.model.modules():  # peft's factored attention LoRA
+                if isinstance(module, MergingLoraLinear):
+                    module.forward = types.MethodType(PeftLoraLinear.forward, module)
 
     def step(self) -> None:
         """One update as train.py runs it, each phase timed in CPU seconds."""
@@ -230,22 +247,32 @@ def learning_effect() -> None:
 
 
 def bench_shape(label: str, new: TrainConfig, old: TrainConfig, data: Path, rounds: int,
-                refresh_every: int) -> tuple[dict, dict]:
-    """Baseline, new and periodic RL setups and baseline/new IL setups, steps interleaved."""
+                refresh_every: int, compiled: bool = False) -> tuple[dict, dict]:
+    """Baseline, new and periodic RL setups (+ periodic with the compiled decoder) and
+    baseline/new IL setups, steps interleaved."""
     periodic = replace(new, rl=RLConfig(target_mode="periodic",
                                         target_refresh_every=refresh_every))
     # Per update, a refresh period recomputes each transition once: N / (K * B) of a full pass.
     amortised = min(1.0, PRESET_TRANSITIONS / (refresh_every * new.batch_size))
+    frames = 2 * PRESET_TRANSITIONS  # more than the preset's frames: every one is kept
     rl_setups = [Setup("baseline", old, original=True), Setup("new", new),
-                 Setup("periodic", periodic)]
+                 Setup("periodic", periodic),
+                 Setup("ema+cache", replace(new, frame_cache_frames=frames)),
+                 Setup("per+cache", replace(periodic, frame_cache_frames=frames))]
+    if compiled:
+        rl_setups.append(Setup("+compile", replace(periodic, frame_cache_frames=frames,
+                                                   compile=True)))
     il = RLConfig(objective="il")
     il_setups = [Setup("baseline", replace(old, rl=il), original=True),
                  Setup("new", replace(new, rl=il))]
     for s in rl_setups + il_setups:
         s.build(data)
-    for _ in range(2):  # warm-up: allocators, caches
+    warmup = {}
+    for _ in range(3 if compiled else 2):  # warm-up: allocators, caches, compilation
         for s in rl_setups + il_setups:
+            start = time.process_time()
             s.step()
+            warmup[s.name] = warmup.get(s.name, 0.0) + time.process_time() - start
     for s in rl_setups + il_setups:
         s.times = {ph: [] for ph in PHASES}
     for _ in range(rounds):  # interleaved, so that load elsewhere hits all alike
@@ -254,13 +281,27 @@ def bench_shape(label: str, new: TrainConfig, old: TrainConfig, data: Path, roun
     print(f"\n== {label}: {new.model.backbone} @ {new.model.image_size} px, batch "
           f"{new.batch_size}, dropout {new.model.lora_dropout}, one thread, {rounds} "
           f"interleaved rounds")
-    rl = report("RL update", rl_setups[0].per_update(),
-                {"new": rl_setups[1].per_update(),
-                 "periodic": rl_setups[2].per_update(amortised)})
+    rows = {s.name: s.per_update(amortised if s.cfg.rl.target_mode == "periodic" else None)
+            for s in rl_setups[1:]}
+    rl = report("RL update", rl_setups[0].per_update(), rows)
     print(f"  (periodic: refresh every {refresh_every} updates, target cost x{amortised:.2f}"
           f" for {PRESET_TRANSITIONS} transitions)")
+    print("  (cache: the frame feature cache in its steady state, every frame drawn once)")
+    if compiled:
+        rl["compiled_run"] = amortised_run_speedup(rl_setups[0], rows["+compile"],
+                                                   warmup["+compile"] - warmup["per+cache"])
     il_ratio = report("IL update", il_setups[0].per_update(), {"new": il_setups[1].per_update()})
     return rl, il_ratio
+
+
+def amortised_run_speedup(baseline: Setup, compiled: dict[str, float], compile_s: float,
+                          run_s: float = RUN_SECONDS) -> float:
+    """Updates in a run of run_s CPU seconds, compiled (its compilation first) over baseline."""
+    base_step = sum(baseline.per_update().values())
+    ratio = (run_s - compile_s) / sum(compiled.values()) * base_step / run_s
+    print(f"  (compiled: {compile_s:.0f} CPU-s of compilation; over a {run_s / 60:.0f}-min run "
+          f"{ratio:.2f}x the baseline's updates)")
+    return ratio
 
 
 def main() -> int:
@@ -272,6 +313,9 @@ def main() -> int:
                    help="timed steps per setup (pretrained shape: ~10x the tiny step)")
     p.add_argument("--refresh-every", type=int, default=2000,
                    help="periodic target mode: updates between snapshots")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the periodic mode with the compiled decoder (TrainConfig."
+                        "compile; its compilation takes minutes on a busy machine)")
     p.add_argument("--skip-learning", action="store_true",
                    help="skip the target-mode learning comparison")
     p.add_argument("--default-heap", action="store_true",
@@ -279,10 +323,12 @@ def main() -> int:
                         "this bench otherwise keep freed blocks, which speeds both sides)")
     args = p.parse_args()
     torch.set_num_threads(1)
+    torch._inductor.config.compile_threads = 1  # compilation in this process: its CPU time
     if not args.default_heap:
         keep_freed_memory_in_heap()
     exp = preset("small-random")
-    new = replace(exp.train, model=exp.model, rl=RLConfig())
+    # the frame cache has rows of its own; compile=False, as in the preset
+    new = replace(exp.train, model=exp.model, rl=RLConfig(), frame_cache_frames=0)
     summary = Report()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         data = write_dataset(Path(tmp) / "data", exp.data.image_size, episodes=12, steps=40)
@@ -298,11 +344,22 @@ def main() -> int:
             old = replace(cfg, model=replace(model, prompt_template=QUART_PROMPT_TEMPLATE,
                                              lora_dropout=0.05))
             rounds = args.rounds if label == "tiny" else args.pretrained_rounds
-            rl, il = bench_shape(label, cfg, old, data, rounds, args.refresh_every)
+            rl, il = bench_shape(label, cfg, old, data, rounds, args.refresh_every,
+                                 args.compile)
             summary.add(f"{label}: RL update speed-up vs baseline (EMA target)", rl["new"], "x",
                         TARGET_SPEEDUP, higher_is_better=True)
             summary.add(f"{label}: RL update speed-up vs baseline (periodic target)",
                         rl["periodic"], "x")
+            summary.add(f"{label}: RL update speed-up vs baseline (EMA, frame cache)",
+                        rl["ema+cache"], "x")
+            summary.add(f"{label}: RL update speed-up vs baseline (periodic, frame cache)",
+                        rl["per+cache"], "x", TARGET_SPEEDUP, higher_is_better=True)
+            if args.compile:
+                summary.add(f"{label}: RL update speed-up vs baseline (periodic, frame cache, "
+                            f"compiled)", rl["+compile"], "x", TARGET_SPEEDUP,
+                            higher_is_better=True)
+                summary.add(f"{label}: updates in a 45-min run vs baseline (periodic, frame "
+                            f"cache, compiled, compilation included)", rl["compiled_run"], "x")
             summary.add(f"{label}: IL update speed-up vs baseline", il["new"], "x")
     if not args.skip_learning:
         learning_effect()

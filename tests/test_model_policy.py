@@ -161,6 +161,42 @@ def test_last_layer_experts_run_only_where_logits_are_read(trained, bins):
                                    torch.zeros_like(p) if w is None else w, atol=1e-5, rtol=1e-4)
 
 
+def test_padding_tokens_skip_the_experts_with_the_same_logits_and_gradients(trained, bins):
+    """Left padding is masked out of every attention, so its experts' output is never read:
+    the policy skips it; logits and gradients equal the bare model's, which runs them."""
+    inputs = trained.prepare(images(), INSTRUCTIONS, bins)
+    pad = inputs["attention_mask"] == 0
+    assert pad.any()
+    outputs = []  # the first MixLoRA layer's output in each forward
+    hook = trained.moe_layers[0].register_forward_hook(lambda *args: outputs.append(args[-1]))
+    params = trained.trainable_parameters()
+    # A random backbone's padding embedding is zero, and so is everything computed from it:
+    # give it a value, so that running or skipping its experts makes a difference.
+    embedding = trained.model.get_input_embeddings().base.weight
+    pad_id = int(inputs["input_ids"][pad][0])
+    saved = embedding[pad_id].clone()
+    try:
+        with torch.no_grad():
+            embedding[pad_id].normal_(generator=torch.Generator().manual_seed(0))
+        out = trained(inputs)
+        got = torch.autograd.grad(out.q_values.square().mean(), params, allow_unused=True)
+        bare = trained.model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                             attention_mask=inputs["attention_mask"],
+                             position_ids=inputs["position_ids"], logits_to_keep=12).logits
+    finally:
+        hook.remove()
+        with torch.no_grad():
+            embedding[pad_id] = saved
+    assert outputs[0][pad].abs().max() == 0 < outputs[1][pad].abs().max()
+    action = bare[..., trained.token_offset:trained.token_offset + 256] + \
+        trained.model.get_output_embeddings().dim_bias
+    torch.testing.assert_close(out.action_logits, action, atol=1e-5, rtol=1e-5)
+    want = torch.autograd.grad(torch.sigmoid(action).square().mean(), params, allow_unused=True)
+    for p, g, w in zip(params, got, want, strict=True):
+        torch.testing.assert_close(torch.zeros_like(p) if g is None else g,
+                                   torch.zeros_like(p) if w is None else w, atol=1e-5, rtol=1e-4)
+
+
 def test_batched_equals_single_despite_padding(trained, bins):
     batch = trained.q_values(trained.prepare(images(), INSTRUCTIONS, bins))
     for i in range(3):

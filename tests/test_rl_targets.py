@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from more_policy.data.format import decode_jpeg, encode_jpeg
 from more_policy.model import MoREConfig, MoREPolicy
 from more_policy.rl import Objective, RLConfig
 from more_policy.rl.losses import bellman_targets, q_learning_loss
@@ -28,16 +29,15 @@ def model():
     return PolicyQModel(policy)
 
 
-def make_batch(model, seed=0):
+def make_batch(model, seed=0, n=6):  # n: the first n of INSTRUCTIONS
     rng = np.random.default_rng(seed)
-    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(12)]
-    n = len(INSTRUCTIONS)
-    return {"state": model.make_state(frames[:n], INSTRUCTIONS),
-            "next_state": model.make_state(frames[n:], INSTRUCTIONS),
+    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2 * n)]
+    return {"state": model.make_state(frames[:n], INSTRUCTIONS[:n]),
+            "next_state": model.make_state(frames[n:], INSTRUCTIONS[:n]),
             "action_bins": torch.randint(0, 256, (n, 12), generator=torch.Generator()
                                          .manual_seed(seed)),
-            "rewards": torch.tensor([0, 1, 0, 0, 0, 0.5]), "dones": torch.tensor(DONES),
-            "mc_returns": torch.tensor([0.3, 1.0, 0.0, 0.9, 0.0, 0.6]),
+            "rewards": torch.tensor([0, 1, 0, 0, 0, 0.5])[:n], "dones": torch.tensor(DONES[:n]),
+            "mc_returns": torch.tensor([0.3, 1.0, 0.0, 0.9, 0.0, 0.6])[:n],
             "transition_ids": torch.tensor([[seed, i] for i in range(n)])}
 
 
@@ -147,3 +147,54 @@ def test_bf16_autocast_loss_and_gradients_track_float32(model):
     (loss32, g32), (loss16, g16) = grads["fp32"], grads["bf16"]
     assert loss16 == pytest.approx(loss32, rel=0.05)
     assert torch.nn.functional.cosine_similarity(g32, g16, dim=0) > 0.9
+
+
+@pytest.mark.slow
+def test_compiled_decoder_equals_eager_targets_loss_and_gradients():
+    """TrainConfig.compile: the RL loss (target pass included) and its gradients of a compiled
+    decoder equal the eager ones on a fixed batch, for two prompt lengths (dynamic shapes)."""
+    policy = MoREPolicy.from_config(MoREConfig(backbone="tiny", image_size=32, lora_rank=8,
+                                               attn_lora_rank=8, lora_dropout=0.0), seed=2)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in policy.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.2)
+    model = PolicyQModel(policy).train()
+    batches = [make_batch(model), make_batch(model, seed=1, n=3)]  # two prompt lengths
+    assert batches[0]["state"]["input_ids"].shape[1] > batches[1]["state"]["input_ids"].shape[1]
+    results = []
+    for compiled in (False, True):
+        if compiled:
+            policy.compile_decoder()
+        for batch in batches:
+            objective = Objective(RLConfig(), model, model.action_token_slice)
+            model.zero_grad(set_to_none=True)
+            loss, _ = objective(model, model, batch)
+            loss.backward()
+            results.append((loss.item(), [p.grad.clone() for p in model.parameters()
+                                          if p.grad is not None]))
+    for (eager_loss, eager_grads), (loss, grads) in zip(results[:2], results[2:]):
+        assert loss == pytest.approx(eager_loss, rel=1e-5, abs=1e-6)
+        assert len(grads) == len(eager_grads)
+        for g, e in zip(grads, eager_grads):
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4)
+
+
+def test_frame_feature_cache_gives_the_same_states_from_jpeg_bytes(model):
+    """TrainConfig.frame_cache_frames: states built from JPEG bytes through the cache equal
+    those prepared from the decoded frames; a frame is computed once, up to max_frames."""
+    rng = np.random.default_rng(5)
+    jpegs = [encode_jpeg(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), 90)
+             for _ in range(3)]
+    cached = PolicyQModel(model.policy, frame_cache_frames=2)
+    frames = [jpegs[0], jpegs[1], jpegs[0], jpegs[2]]
+    texts = INSTRUCTIONS[:4]
+    want = model.make_state([decode_jpeg(f) for f in frames], texts)
+    for _ in range(2):  # computed, then read back from the cache
+        got = cached.make_state(frames, texts)
+        assert set(got) == set(want)
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], atol=0, rtol=0)
+        assert len(cached.frame_cache) == 2  # the third frame is beyond max_frames
+    with pytest.raises(TypeError, match="JPEG bytes"):
+        cached.make_state([decode_jpeg(f) for f in frames], texts)

@@ -74,6 +74,15 @@ def test_tiny_model_trains_end_to_end_from_a_converted_dataset(dataset, tmp_path
     assert (run / "checkpoints" / "step_0000016" / "policy").is_dir()
 
 
+def test_frame_feature_cache_trains_the_same_run(dataset, tmp_path):
+    """frame_cache_frames: the dataset's frames stay JPEG until the cache projects them; the
+    run's losses equal those of a run that decodes every draw."""
+    plain = train(config(dataset, tmp_path / "plain", max_steps=6, save_every=100))
+    cached = train(config(dataset, tmp_path / "cached", max_steps=6, save_every=100,
+                          frame_cache_frames=10_000))
+    assert losses(cached) == pytest.approx(losses(plain), rel=1e-5, abs=1e-7)
+
+
 def test_time_budget_stops_early_with_a_checkpoint_and_final(dataset, tmp_path):
     run = train(config(dataset, tmp_path / "run", max_steps=100_000, save_every=100_000,
                        max_seconds=1.0))

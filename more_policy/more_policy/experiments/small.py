@@ -2,25 +2,38 @@
 'small-random' on a random frozen 'tiny' Fuyu (hidden 64, 2 layers, patch 16: what pretraining
 is measured against), and the test-sized 'smoke' run. CPU seconds per offline-RL update (target
 forward over s and the prompt prefix of s', online forward + backward, AdamW, EMA), one thread,
-2-core machine shared with other jobs (load 10-12 while measured), by bench/bench_train.py
-against the pre-issue-16 code (its prompt, dropout, per-forward preparation, target pass and
-MixLoRA forward) in the same process, 6-8 interleaved rounds, three runs:
-  tiny   @ 96 px, batch 32: 0.37-0.45 s before, 0.23-0.26 s now (1.6-2.0x; target 0.09-0.10,
-         forward 0.05-0.06, backward 0.06-0.07, data + preparation 0.02-0.03), 0.16-0.19 s with the
-         periodic target mode refreshed every 2000 updates (2.3-2.9x).
+2-core machine shared with two training runs (load 2-4.5 while measured), by
+bench/bench_train.py against the pre-issue-16 code (its prompt, dropout, per-forward
+preparation, target pass, MixLoRA forward and peft's factored attention LoRA) in the same
+process, 8 interleaved rounds, three runs:
+  tiny ('small-random') @ 96 px, batch 32: 0.34-0.40 s before, 0.19-0.21 s now (1.7-2.0x; target 0.07-0.08,
+         forward 0.04-0.05, backward 0.05-0.06, data + preparation 0.02); with the frame cache
+         0.17-0.20 s (1.9-2.2x, data 0.002-0.003); periodic target mode refreshed every 2000
+         updates 0.13-0.16 s (2.4-2.9x), with the frame cache 0.11-0.14 s (2.8-3.1x), also
+         compiled 0.10-0.13 s (3.0-3.3x; 3.0-3.3x of the baseline's updates in a 45-min run
+         with its 15-33 CPU-s of compilation).
   pretrained backbone's shape (hidden 256, 4 layers, patch 12 -> 64 patches; random weights)
-         @ 96 px, batch 32: 4.1-4.2 s before, 2.8 s now (1.5x; compute-bound: target 1.1,
-         forward 0.64, backward 0.95), 2.0 s periodic (2.1x); one run of 2 rounds.
-Both sides run with train()'s heap setting, which also speeds the baseline. The issue's 3x is
-not reached with the same mathematics: the EMA target's two no-grad forwards (s with the target
-adapters, s' prefix) are ~40 % of a step and share nothing with the online forward but the
-projected patches. The EMA target stays the default (periodic learned the known-answer MDP
-slower at a 10-update time scale, faster at 100).
+         @ 96 px, batch 32: 4.1-4.2 s before, 2.8 s (1.5x; compute-bound: target 1.1,
+         forward 0.64, backward 0.95), 2.0 s periodic (2.1x); one run of 2 rounds before the
+         merged attention LoRA, the padding skip and the frame cache (not re-measured since:
+         their share of this shape's step is smaller, see lora_linear.py for why its training
+         forward keeps peft's factored LoRA).
+Both sides run with train()'s heap setting, which also speeds the baseline. The frame feature
+cache (frame_cache_frames, on in 'small-random': ~9 KB per frame, ~190 MB for the ~20 k frames) keeps each
+frame's projected patches, so after the first epoch no frame is decoded or projected again;
+it changes no value. The EMA target's two no-grad forwards (s with the target adapters, s'
+prefix) are ~40 % of a step and share nothing with the online forward but the projected
+patches, so the 3x (the fast configuration) needs the periodic target mode (TrainConfig
+rl.target_mode = "periodic"), the frame cache and the compiled decoder (compile = True; off
+by default: 15-33 CPU-s of compilation, paid again by every short run). The EMA target stays
+the default (periodic learned the known-answer MDP slower at a 10-update time scale, faster
+at 100).
 Earlier wall-clock figures (bench/bench_e2e.py, before issue 16):
   tiny   @ 96 px, batch 32: 0.38 s/step idle, 0.62 s/step averaged over the real 44-min run
   hidden-256 4-layer Fuyu (not a preset) @ 96 px, batch 16: 1.6 s/step
   'small' (~60 M backbone, 18 M trainable) @ 60-90 px, batch 16: 10-12 s/step
-i.e. now ~14000 updates per core-hour (was ~4000-6000 in practice) vs ~2000 vs ~300.
+i.e. now ~17000 updates per core-hour with the EMA target, ~27000-35000 periodic + cache +
+compiled (was ~4000-6000 in practice) vs ~2000 vs ~300.
 No LoRA dropout: it cost 1.2x per update, and a random backbone trained from scratch on its own
 data has no pre-trained features for dropout to protect. With rank 32 on a hidden-64 model the LoRA
 deltas are full rank, so the adapters can reshape the whole network. The MoE layout stays the
@@ -48,7 +61,7 @@ def small_random() -> ExperimentConfig:
                          lora_dropout=0.0),
         # A random tiny backbone needs a far larger step than the 2e-5 of fine-tuning Fuyu-8B.
         train=train_options(batch_size=32, lr=1e-3, warmup_ratio=0.03, log_every=25,
-                            decode_threads=1, shuffle_block=16),
+                            decode_threads=1, shuffle_block=16, frame_cache_frames=25_000),
         train_budget_s=45 * 60, eval_episodes=16)
 
 
@@ -56,12 +69,16 @@ def small() -> ExperimentConfig:
     """MoRE on the pretrained sim-world Fuyu (hidden 256, 4 layers, patch 12 at 96 px,
     `more pretrain`, loaded from its checkpoint directory like Fuyu-8B), 150 expert episodes per
     task and 100 failed ones per QUARD-Auto task (~32 k transitions; ~5 min to generate on
-    one core). Adapters and lr as 'small-random' (not tuned)."""
+    one core). Adapters and lr as 'small-random' (not tuned). No frame feature cache: 64 KB a
+    frame (~2 GB for the dataset) to save ~1 % of a compute-bound step. Measured in the real
+    2000-update runs (two at once on the 2-core machine): 2.3-3.0 s per offline-RL update
+    (96 min), 1.4-1.7 s per IL update (55 min)."""
     cfg = small_random()
     return cfg.with_overrides(
         name="more-small",
         data=DataConfig(image_size=96, expert_episodes=150, failed_episodes=100),
-        model=replace(cfg.model, backbone=PRETRAINED_BACKBONE))
+        model=replace(cfg.model, backbone=PRETRAINED_BACKBONE),
+        train=replace(cfg.train, frame_cache_frames=0))
 
 
 def smoke() -> ExperimentConfig:

@@ -7,6 +7,8 @@ parameters so the frozen vocabulary is never copied, resized or saved).
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, inject_adapter_in_model
@@ -15,6 +17,7 @@ from torch import nn
 from more_policy.actions import NUM_DIMS
 from more_policy.model.backbones import TORCH_DTYPES, BackboneAdapter
 from more_policy.model.config import MoREConfig
+from more_policy.model.lora_linear import MergingLoraLinear
 from more_policy.model.mixlora import MixLoRAFFN
 
 
@@ -90,6 +93,11 @@ def inject_more_adapters(model: nn.Module, adapter: BackboneAdapter, cfg: MoRECo
             lora = LoraConfig(r=cfg.attn_lora_rank, lora_alpha=cfg.attn_lora_alpha,
                               lora_dropout=cfg.lora_dropout,
                               target_modules=adapter.attention_targets, bias="none")
+            targets = [m for n, m in model.named_modules()
+                       if re.fullmatch(adapter.attention_targets, n)]
+            # Plain float linears only: a quantized one (a subclass) keeps peft's bnb layer.
+            if targets and all(type(m) is nn.Linear for m in targets):
+                lora._register_custom_module({nn.Linear: MergingLoraLinear})
             inject_adapter_in_model(lora, model)
             trainable += [p for n, p in model.named_parameters() if ".lora_" in n]
         embed = ActionTokenEmbedding(model.get_input_embeddings(), num_bins, dtype)

@@ -80,6 +80,9 @@ class MixLoRAFFN(nn.Module):
         # Set by the policy on the last decoder layer: only the last keep_last positions of each
         # row are read after it (the logits), so only they need the experts (None: all).
         self.keep_last: int | None = None
+        # Set by the policy where masked tokens (padding) are never read downstream: their
+        # experts are skipped (not under activation checkpointing, as keep_last).
+        self.skip_masked = False
 
     def _projections(self) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
         names = [(self.up_name, "up")] + ([(self.gate_name, "gate")] if self.gate_name else [])
@@ -104,6 +107,9 @@ class MixLoRAFFN(nn.Module):
             factored += d_in * d_out / self.top_k + self.rank * (d_in + d_out)
         return merged < factored
 
+    # Eager under torch.compile (MoREPolicy.compile_decoder): the pairs per expert change every
+    # step, and each new split would be a new graph.
+    @torch.compiler.disable
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         shape = hidden_states.shape  # (B, L, hidden)
         x = hidden_states.reshape(-1, shape[-1])  # (T, hidden)
@@ -116,19 +122,33 @@ class MixLoRAFFN(nn.Module):
         gates = top_logits.softmax(dim=-1)  # (T, K)
         self._record_stats(probs, top_experts[:, 0], shape)
 
-        keep = self.keep_last
-        if keep is None or len(shape) != 3 or keep >= shape[1]:
+        rows = self._rows_needing_experts(shape)
+        if rows is None:
             return self._experts(x, x_adapter, top_experts, gates, shape)
-        # Every token was routed (statistics and balance loss cover all of them); only the last
-        # positions, the ones read downstream, go through the experts.
-        b, length, hidden = shape
+        # Every token was routed (statistics and balance loss cover all of them); only the
+        # rows read downstream go through the experts: not padding (masked out of every
+        # attention), and on the last layer only the last keep_last positions (the logits).
+        out = self._experts(x[rows], x_adapter[rows], top_experts[rows], gates[rows],
+                            torch.Size((len(rows), shape[-1])))
+        return out.new_zeros(x.shape).index_copy_(0, rows, out).reshape(shape)
 
-        def last(t: torch.Tensor) -> torch.Tensor:
-            return t.view(b, length, -1)[:, -keep:].reshape(b * keep, -1)
-
-        out = self._experts(last(x), last(x_adapter), last(top_experts), last(gates),
-                            torch.Size((b, keep, hidden)))
-        return torch.cat([out.new_zeros(b, length - keep, hidden), out], dim=1)
+    def _rows_needing_experts(self, shape: torch.Size) -> torch.Tensor | None:
+        """Flat indices of the tokens whose expert output is read, or None for all of them."""
+        if len(shape) != 3 or shape[1] == 1:  # decoding one token: no host sync
+            return None
+        b, length = shape[:2]
+        need = None
+        mask = self.token_mask
+        if self.skip_masked and mask is not None and mask.shape == shape[:-1]:
+            need = mask.bool()
+        keep = self.keep_last
+        if keep is not None and keep < length:
+            last = torch.zeros(b, length, dtype=torch.bool, device=self.router.weight.device)
+            last[:, -keep:] = True
+            need = last if need is None else need & last
+        if need is None or bool(need.all()):
+            return None
+        return need.reshape(-1).nonzero().squeeze(1)
 
     def _experts(self, x: torch.Tensor, x_adapter: torch.Tensor, top_experts: torch.Tensor,
                  gates: torch.Tensor, shape: torch.Size) -> torch.Tensor:

@@ -148,6 +148,13 @@ class MoREPolicy(nn.Module):
         finally:
             self.load_trainable_state_dict(saved)
 
+    def compile_decoder(self) -> None:
+        """torch.compile each decoder layer (attention, norms, residuals fused; the MixLoRA
+        experts stay eager), with dynamic shapes: one graph for every batch and prompt length.
+        Same maths, float rounding aside; the first forwards and backwards pay the compilation."""
+        for layer in self.backbone_adapter.decoder_layers(self.model):
+            layer.compile(dynamic=True)
+
     # -- inputs --------------------------------------------------------------------------
     def prepare(self, images, instructions: list[str],
                 action_bins: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -157,24 +164,33 @@ class MoREPolicy(nn.Module):
         if len(images) != len(instructions) or not instructions:
             raise ValueError(f"need one instruction per image, got {len(images)} images and "
                              f"{len(instructions)} instructions")
-        seqs = [[*self._image_prefix, *self._prompt_ids(self.config.format_prompt(text)),
-                 self._begin_answer] for text in instructions]
-        length = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(seqs), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(seqs), length), dtype=torch.long)
-        for i, s in enumerate(seqs):  # left padding: the answer starts at the same column
-            input_ids[i, length - len(s):] = torch.tensor(s)
-            attention_mask[i, length - len(s):] = 1
-        pixels = resize_images(list(images), self.image_size)
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
-                  "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0),
-                  "pixel_values": self.backbone_adapter.pixel_values(pixels, self.model.config)}
-        inputs.update(self.backbone_adapter.extra_inputs(pixels))
+        inputs = {**self.prompt_inputs(instructions), **self.image_inputs(images)}
         device, dtype = self.device, TORCH_DTYPES[self.config.dtype]
         inputs = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
                   for k, v in inputs.items()}
         return inputs if action_bins is None else self.with_actions(inputs, action_bins)
+
+    def image_inputs(self, images) -> dict[str, torch.Tensor]:
+        """The pixel values (and backbone-specific image inputs) of :meth:`prepare`, on the
+        CPU in float32."""
+        pixels = resize_images(list(images), self.image_size)
+        return {"pixel_values": self.backbone_adapter.pixel_values(pixels, self.model.config),
+                **self.backbone_adapter.extra_inputs(pixels)}
+
+    def prompt_inputs(self, instructions: list[str]) -> dict[str, torch.Tensor]:
+        """The token ids (image placeholders, prompt, BOA), attention mask and position ids of
+        :meth:`prepare`, on the CPU."""
+        seqs = [[*self._image_prefix, *self._prompt_ids(self.config.format_prompt(text)),
+                 self._begin_answer] for text in instructions]
+        lengths = np.array([len(s) for s in seqs])
+        length = int(lengths.max())
+        ids = np.full((len(seqs), length), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        for i, s in enumerate(seqs):  # left padding: the answer starts at the same column
+            ids[i, length - len(s):] = s
+        input_ids = torch.from_numpy(ids)
+        attention_mask = torch.from_numpy(np.arange(length) >= length - lengths[:, None]).long()
+        return {"input_ids": input_ids, "attention_mask": attention_mask,
+                "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0)}
 
     def with_actions(self, inputs: dict[str, torch.Tensor],
                      action_bins: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -201,20 +217,20 @@ class MoREPolicy(nn.Module):
     # -- forward -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _mask_tokens(self, attention_mask: torch.Tensor | None, keep: int) -> Iterator[None]:
-        for layer in self.moe_layers:
-            layer.token_mask = attention_mask
         # The last layer's FFN output is read only at the ``keep`` positions of the logits
-        # (its attention keys and values, the KV cache, come before it). Not with activation
-        # checkpointing, whose recomputation runs outside this context.
-        last = self.moe_layers[-1] if keep and not self.model.is_activation_checkpointing else None
-        if last is not None:
-            last.keep_last = keep
+        # (its attention keys and values, the KV cache, come before it), and no layer's is
+        # read at padding (masked out of every attention). Not with activation checkpointing,
+        # whose recomputation runs outside this context.
+        skip = not self.model.is_activation_checkpointing
+        for layer in self.moe_layers:
+            layer.token_mask, layer.skip_masked = attention_mask, skip
+        if keep and skip:
+            self.moe_layers[-1].keep_last = keep
         try:
             yield
         finally:
             for layer in self.moe_layers:
-                layer.token_mask = None
-                layer.keep_last = None
+                layer.token_mask, layer.skip_masked, layer.keep_last = None, False, None
 
     def _backbone(self, inputs: dict[str, torch.Tensor], keep: int, past=None,
                   use_cache: bool = False):

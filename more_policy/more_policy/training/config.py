@@ -35,6 +35,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     mixed_precision: str = "auto"     # auto (bf16 on a bf16-capable GPU) | no | bf16 | fp16
     gradient_checkpointing: bool = False
+    compile: bool = False             # torch.compile the decoder (MoREPolicy.compile_decoder)
+    frame_cache_frames: int = 0       # >0: keep up to this many frames' projected patches
     seed: int = 0
     shuffle_block: int = 8
     decode_threads: int = 4           # JPEG decoding threads per process

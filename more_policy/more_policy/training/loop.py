@@ -72,10 +72,14 @@ def prepare(cfg: TrainConfig, model: nn.Module | None = None) -> Prepared:
     dataset = EpisodeDataset(cfg.data, gamma=cfg.rl.gamma, seed=cfg.seed,
                              rank=accelerator.process_index,
                              world_size=accelerator.num_processes,
-                             shuffle_block=cfg.shuffle_block)
+                             shuffle_block=cfg.shuffle_block,
+                             decode_images=not cfg.frame_cache_frames)  # the cache decodes
     stream = BatchPrefetcher(dataset.stream(decode_threads=cfg.decode_threads), cfg.batch_size)
     if model is None:
         model = build_policy_model(cfg, dataset.action_space)
+    elif cfg.frame_cache_frames:
+        raise ValueError("frame_cache_frames is an option of the MoRE policy, not of a model "
+                         "handed to the trainer")
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -114,7 +118,8 @@ def train(cfg: TrainConfig, model: nn.Module | None = None,
     keep_freed_memory_in_heap()
     p = prepare(cfg, model)
     acc = p.accelerator
-    eval_stream = EpisodeDataset(cfg.eval_data, gamma=cfg.rl.gamma, shuffle=False).stream() \
+    eval_stream = EpisodeDataset(cfg.eval_data, gamma=cfg.rl.gamma, shuffle=False,
+                                 decode_images=not cfg.frame_cache_frames).stream() \
         if cfg.eval_data else None
     out_dir = Path(cfg.out_dir)
     if acc.is_main_process:
