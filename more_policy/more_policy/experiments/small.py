@@ -8,8 +8,8 @@ preparation, target pass, MixLoRA forward and peft's factored attention LoRA) in
 process, 8 interleaved rounds, three runs:
   tiny ('small-random') @ 96 px, batch 32: 0.34-0.40 s before, 0.19-0.21 s now (1.7-2.0x;
          target 0.07-0.08, forward 0.04-0.05, backward 0.05-0.06, data + preparation 0.02);
-         with the frame cache 0.17-0.20 s (1.9-2.2x, data 0.002-0.003); periodic target mode refreshed every 2000
-         updates 0.13-0.16 s (2.4-2.9x), with the frame cache 0.11-0.14 s (2.8-3.1x), also
+         with the frame cache 0.17-0.20 s (1.9-2.2x, data 0.002-0.003); periodic target
+         mode refreshed every 2000 updates 0.13-0.16 s (2.4-2.9x), with the frame cache 0.11-0.14 s (2.8-3.1x), also
          compiled 0.10-0.13 s (3.0-3.3x; 3.0-3.3x of the baseline's updates in a 45-min run
          with its 15-33 CPU-s of compilation).
   pretrained backbone's shape (hidden 256, 4 layers, patch 12 -> 64 patches; random weights)
@@ -21,8 +21,8 @@ process, 8 interleaved rounds, three runs:
 Both sides run with train()'s heap setting, which also speeds the baseline. The frame feature
 cache (frame_cache_frames, on in 'small-random': ~9 KB per frame, ~190 MB for ~20 k frames)
 keeps each frame's projected patches, so after the first epoch no frame is decoded or
-projected again; it changes no value. The EMA target's two no-grad forwards (s with the target adapters, s'
-prefix) are ~40 % of a step and share nothing with the online forward but the projected
+projected again; it changes no value. The EMA target's two no-grad forwards (s with the
+target adapters, s' prefix) are ~40 % of a step and share nothing with the online forward but the projected
 patches, so the 3x (the fast configuration) needs the periodic target mode (TrainConfig
 rl.target_mode = "periodic"), the frame cache and the compiled decoder (compile = True; off
 by default: 15-33 CPU-s of compilation, paid again by every short run). The EMA target stays
