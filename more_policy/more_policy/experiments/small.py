@@ -6,28 +6,27 @@ forward over s and the prompt prefix of s', online forward + backward, AdamW, EM
 bench/bench_train.py against the pre-issue-16 code (its prompt, dropout, per-forward
 preparation, target pass, MixLoRA forward and peft's factored attention LoRA) in the same
 process, 8 interleaved rounds, three runs:
-  tiny ('small-random') @ 96 px, batch 32: 0.34-0.40 s before, 0.19-0.21 s now (1.7-2.0x;
-         target 0.07-0.08, forward 0.04-0.05, backward 0.05-0.06, data + preparation 0.02);
-         with the frame cache 0.17-0.20 s (1.9-2.2x, data 0.002-0.003); periodic target
-         mode refreshed every 2000 updates 0.13-0.16 s (2.4-2.9x), with the frame cache 0.11-0.14 s (2.8-3.1x), also
-         compiled 0.10-0.13 s (3.0-3.3x; 3.0-3.3x of the baseline's updates in a 45-min run
-         with its 15-33 CPU-s of compilation).
+  tiny ('small-random') @ 96 px, batch 32: 0.34-0.40 s before, 0.19-0.21 s now (1.7-2.0x; target
+         0.07-0.08, forward 0.04-0.05, backward 0.05-0.06, data + preparation 0.02); with the frame
+         cache 0.17-0.20 s (1.9-2.2x, data 0.002-0.003); periodic target mode refreshed every 2000
+         updates 0.13-0.16 s (2.4-2.9x), with the frame cache 0.11-0.14 s (2.8-3.1x), also compiled
+         0.10-0.13 s (3.0-3.3x; 3.0-3.3x of the baseline's updates in a 45-min run with its 15-33
+         CPU-s of compilation).
   pretrained backbone's shape (hidden 256, 4 layers, patch 12 -> 64 patches; random weights)
          @ 96 px, batch 32: 4.1-4.2 s before, 2.8 s (1.5x; compute-bound: target 1.1,
          forward 0.64, backward 0.95), 2.0 s periodic (2.1x); one run of 2 rounds before the
          merged attention LoRA, the padding skip and the frame cache (not re-measured since:
          their share of this shape's step is smaller, see lora_linear.py for why its training
          forward keeps peft's factored LoRA).
-Both sides run with train()'s heap setting, which also speeds the baseline. The frame feature
-cache (frame_cache_frames, on in 'small-random': ~9 KB per frame, ~190 MB for ~20 k frames)
-keeps each frame's projected patches, so after the first epoch no frame is decoded or
-projected again; it changes no value. The EMA target's two no-grad forwards (s with the
-target adapters, s' prefix) are ~40 % of a step and share nothing with the online forward but the projected
-patches, so the 3x (the fast configuration) needs the periodic target mode (TrainConfig
-rl.target_mode = "periodic"), the frame cache and the compiled decoder (compile = True; off
-by default: 15-33 CPU-s of compilation, paid again by every short run). The EMA target stays
-the default (periodic learned the known-answer MDP slower at a 10-update time scale, faster
-at 100).
+Both sides run with train()'s heap setting, which also speeds the baseline. The frame feature cache
+(frame_cache_frames, on in 'small-random': ~9 KB per frame, ~190 MB for ~20 k frames) keeps each
+frame's projected patches, so after the first epoch no frame is decoded or projected again; it
+changes no value. The EMA target's two no-grad forwards (s with the target adapters, s' prefix) are
+~40 % of a step and share nothing with the online forward but the projected patches, so the 3x (the
+fast configuration) needs the periodic target mode (TrainConfig rl.target_mode = "periodic"), the
+frame cache and the compiled decoder (compile = True; off by default: 15-33 CPU-s of compilation,
+paid again by every short run). The EMA target stays the default (periodic learned the known-answer
+MDP slower at a 10-update time scale, faster at 100).
 Earlier wall-clock figures (bench/bench_e2e.py, before issue 16):
   tiny   @ 96 px, batch 32: 0.38 s/step idle, 0.62 s/step averaged over the real 44-min run
   hidden-256 4-layer Fuyu (not a preset) @ 96 px, batch 16: 1.6 s/step
