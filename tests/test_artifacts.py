@@ -11,16 +11,18 @@ from more_policy.sim.env import make_env
 
 pytestmark = pytest.mark.sim  # renders a MuJoCo frame
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "artifacts" / "more-small"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
-def test_committed_checkpoint_loads_and_acts_on_a_sim_frame():
-    size_mb = sum(p.stat().st_size for p in CHECKPOINT.rglob("*") if p.is_file()) / 2**20
+@pytest.mark.parametrize("name", ["more-small", "more-small-il"])
+def test_committed_checkpoint_loads_and_acts_on_a_sim_frame(name):
+    checkpoint = ARTIFACTS / name
+    size_mb = sum(p.stat().st_size for p in checkpoint.rglob("*") if p.is_file()) / 2**20
     assert size_mb < 20
-    experiment = json.loads((CHECKPOINT / "experiment.json").read_text())
-    summary = json.loads((CHECKPOINT / "summary.json").read_text())
+    experiment = json.loads((checkpoint / "experiment.json").read_text())
+    summary = json.loads((checkpoint / "summary.json").read_text())
     assert summary["name"] == experiment["name"] and summary["checkpoint"].endswith("final")
-    model = load_policy(str(CHECKPOINT), None)
+    model = load_policy(str(checkpoint), None)
     assert model.config.num_experts == experiment["model"]["num_experts"] == 8
     env = make_env("go_to", seed=10_000, image_size=(96, 96))
     try:
