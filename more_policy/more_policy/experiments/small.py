@@ -12,12 +12,12 @@ process, 8 interleaved rounds, three runs:
          updates 0.13-0.16 s (2.4-2.9x), with the frame cache 0.11-0.14 s (2.8-3.1x), also compiled
          0.10-0.13 s (3.0-3.3x; 3.0-3.3x of the baseline's updates in a 45-min run with its 15-33
          CPU-s of compilation).
-  pretrained backbone's shape (hidden 256, 4 layers, patch 12 -> 64 patches; random weights)
-         @ 96 px, batch 32: 4.1-4.2 s before, 2.8 s (1.5x; compute-bound: target 1.1,
-         forward 0.64, backward 0.95), 2.0 s periodic (2.1x); one run of 2 rounds before the
-         merged attention LoRA, the padding skip and the frame cache (not re-measured since:
-         their share of this shape's step is smaller, see lora_linear.py for why its training
-         forward keeps peft's factored LoRA).
+  pretrained backbone's shape ('small'; hidden 256, 4 layers, patch 12 -> 64 patches; random
+         weights) @ 96 px, batch 32, one run of 2 rounds (bench_train.py --shape pretrained
+         --pretrained-rounds 2 --skip-learning --compile): 3.96 s before, 2.51 s now (1.58x;
+         compute-bound: target 0.97, forward 0.60, backward 0.87), periodic 1.81 s (2.19x), periodic
+         + frame cache 1.75 s (2.26x), also compiled 1.65 s (2.40x; 2.38x over a 45-min run with its
+         17 CPU-s of compilation): the 3x is not reached on this shape.
 Both sides run with train()'s heap setting, which also speeds the baseline. The frame feature cache
 (frame_cache_frames, on in 'small-random': ~9 KB per frame, ~190 MB for ~20 k frames) keeps each
 frame's projected patches, so after the first epoch no frame is decoded or projected again; it
