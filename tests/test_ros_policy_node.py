@@ -186,11 +186,13 @@ def test_bad_input_warns_and_node_survives(stack):
         stack.images.publish(msg)
         time.sleep(0.01)
     stack.probe.publish_when_matched(stack.instructions, String(data="   "))  # empty: ignored
-    time.sleep(1.0)
+    # Under load, delivery and the node's log can lag by more than a second: wait for them.
+    assert stack.node.wait_for_output("ignoring empty instruction", timeout=15), \
+        stack.node.output()
     assert stack.node.alive(), stack.node.output()
     assert len(stack.commands) == before  # nothing came out of the bad frames
     log = stack.node.output()
-    assert "dropping camera frame" in log and "ignoring empty instruction" in log
+    assert "dropping camera frame" in log
     # Still serving: the empty instruction did not end or replace the episode.
     assert stack.send_frames_until(lambda: len(stack.commands) > before, timeout=20), log
     assert stack.commands[-1].episode_id == 2
