@@ -1,4 +1,4 @@
-"""`more reproduce` (one seeded data -> train -> eval run) and `more ablation`."""
+"""`more reproduce` (seeded data -> train -> eval), `more ablation`, `more stop-frames`."""
 
 from __future__ import annotations
 
@@ -36,6 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     p.add_argument("--variants", default="all", help="'all' or comma-separated variant names")
     p.set_defaults(func=run_ablation)
+
+    p = subparsers.add_parser("stop-frames", help="a checkpoint's terminate decision at the "
+                                                  "scripted expert's stop frames")
+    p.add_argument("checkpoint", help="checkpoint directory")
+    p.add_argument("--data", required=True, help="expert episode dataset (held-out scenes)")
+    p.add_argument("--out", required=True, help="directory for stop_frames.{json,png}")
+    p.add_argument("--before", type=int, default=8, help="frames before the stop to read")
+    p.add_argument("--episodes-per-task", type=int, default=8)
+    p.set_defaults(func=run_stop_frames)
 
 
 def load_config(args: argparse.Namespace):
@@ -83,6 +92,14 @@ def run_ablation(args: argparse.Namespace) -> int:
     variants = None if args.variants == "all" else args.variants.split(",")
     table = ablate(cfg, seeds, args.out, variants=variants, publish_dir=args.publish)
     print(table["markdown"])
+    return 0
+
+
+def run_stop_frames(args: argparse.Namespace) -> int:
+    from more_policy.experiments.stop_frames import write_stop_frames
+
+    write_stop_frames(args.checkpoint, args.data, args.out, before=args.before,
+                      episodes_per_task=args.episodes_per_task)
     return 0
 
 
