@@ -8,12 +8,11 @@ import pytest
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora.layer import Linear as PeftLoraLinear
+from tiny_models import perturbed_q_model
 from torch import nn
 
-from more_policy.model import MoREConfig, MoREPolicy
 from more_policy.model.lora_linear import MergingLoraLinear, merging_is_cheaper
 from more_policy.rl import Objective, RLConfig
-from more_policy.training.model import PolicyQModel
 
 
 def lora_model(d_in: int, d_out: int, rank: int, dropout: float = 0.0) -> nn.Module:
@@ -77,13 +76,8 @@ def test_dropout_keeps_peft_forward():
 def test_policy_loss_and_gradients_equal_the_factored_attention_lora():
     """One RL loss on the tiny MoRE policy (no dropout, rank 32: merged attention LoRA) equals
     the loss with peft's factored forward, gradients included."""
-    policy = MoREPolicy.from_config(MoREConfig(backbone="tiny", image_size=64, lora_rank=8,
-                                               attn_lora_rank=32, lora_dropout=0.0), seed=2)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in policy.trainable_parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.2)
-    model = PolicyQModel(policy).train()
+    model, gen = perturbed_q_model(image_size=64, attn_lora_rank=32)
+    model.train()
     lora = [m for m in model.modules() if isinstance(m, MergingLoraLinear)]
     assert lora
     rng = np.random.default_rng(0)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import perturbed_q_model
 
 from more_policy.data.format import decode_jpeg, encode_jpeg
-from more_policy.model import MoREConfig, MoREPolicy
 from more_policy.rl import Objective, RLConfig
 from more_policy.rl.losses import bellman_targets, q_learning_loss
 from more_policy.training.model import PolicyQModel
@@ -20,13 +20,7 @@ DONES = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
 
 @pytest.fixture(scope="module")
 def model():
-    policy = MoREPolicy.from_config(MoREConfig(backbone="tiny", image_size=32, lora_rank=8,
-                                               attn_lora_rank=8, lora_dropout=0.1), seed=2)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # non-trivial adapters (every B matrix starts at zero)
-        for p in policy.trainable_parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.2)
-    return PolicyQModel(policy)
+    return perturbed_q_model(lora_dropout=0.1)[0]
 
 
 def make_batch(model, seed=0, n=6):  # n: the first n of INSTRUCTIONS
@@ -153,13 +147,8 @@ def test_bf16_autocast_loss_and_gradients_track_float32(model):
 def test_compiled_decoder_equals_eager_targets_loss_and_gradients():
     """TrainConfig.compile: the RL loss (target pass included) and its gradients of a compiled
     decoder equal the eager ones on a fixed batch, for two prompt lengths (dynamic shapes)."""
-    policy = MoREPolicy.from_config(MoREConfig(backbone="tiny", image_size=32, lora_rank=8,
-                                               attn_lora_rank=8, lora_dropout=0.0), seed=2)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in policy.trainable_parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.2)
-    model = PolicyQModel(policy).train()
+    model = perturbed_q_model()[0].train()
+    policy = model.policy
     batches = [make_batch(model), make_batch(model, seed=1, n=3)]  # two prompt lengths
     assert batches[0]["state"]["input_ids"].shape[1] > batches[1]["state"]["input_ids"].shape[1]
     results = []
