@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from child_env import python_env
+from child_env import python_env, stopped_after
 
 from more_policy.actions import ActionSpace
 from more_policy.control.gait import GaitController
@@ -43,15 +43,10 @@ def stand_against_peer(domain: int, out: Path, peer_args: list[str], config: Saf
                             env=python_env())
     client = Go2Client(Go2IOConfig(domain_id=domain, interface="lo"), on_state=on_state)
     loop = ControlLoop(client, StandController(), SafetyMonitor(config))
-    try:
+    with stopped_after(loop, client, peer):
         assert client.wait_for_first(15.0), "no rt/lowstate from the peer process"
         loop.start()
         peer.wait(timeout=30)
-    finally:
-        loop.stop()
-        client.close()
-        if peer.poll() is None:
-            peer.kill()
     assert peer.returncode == 0
     return loop
 
@@ -121,7 +116,7 @@ def test_stale_command_over_dds_stops_the_robot_within_0_6_s(sdk_domain, tmp_pat
     # timeout (that rule has its own tests)
     loop = ControlLoop(client, GaitController(), SafetyMonitor(SafetyConfig(
         state_timeout_s=1.0)))
-    try:
+    with stopped_after(loop, client, bridge):
         assert client.wait_for_first(20.0), "no rt/lowstate from the sim bridge"
         loop.start()
         time.sleep(0.5)
@@ -132,11 +127,6 @@ def test_stale_command_over_dds_stops_the_robot_within_0_6_s(sdk_domain, tmp_pat
             time.sleep(0.1)
         time.sleep(2.0)  # no more commands
         bridge.wait(timeout=30)
-    finally:
-        loop.stop()
-        client.close()
-        if bridge.poll() is None:
-            bridge.kill()
     assert bridge.returncode == 0
     assert loop.monitor.status.fault in (None, Fault.STATE_TIMEOUT)  # the bridge's run ends
     t, speed, feet_down, tick = np.array(samples).T

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from child_env import python_env
+from child_env import python_env, stopped_after
 
 from more_policy.actions import ActionSpace
 from more_policy.control.gait import GaitController
@@ -37,7 +37,7 @@ def test_controller_and_sim_over_dds_stand_up_and_walk(tmp_path):
     loop = ControlLoop(client, GaitController(), SafetyMonitor(SafetyConfig(
         state_timeout_s=0.2, command_timeout_s=2.0)), StandUpSequence(StandUpConfig(
             damping_s=0.5, ramp_s=1.5)))
-    try:
+    with stopped_after(loop, client, bridge):
         assert client.wait_for_first(20.0), "no rt/lowstate from the sim bridge"
         loop.start()
         time.sleep(3.0)  # stand up (2 s) and stand
@@ -57,11 +57,6 @@ def test_controller_and_sim_over_dds_stand_up_and_walk(tmp_path):
         time.sleep(0.1)
         loop.stop()
         bridge.wait(timeout=30)
-    finally:
-        loop.stop()
-        client.close()
-        if bridge.poll() is None:
-            bridge.kill()
     assert bridge.returncode == 0
     report = json.loads(log.read_text())
     t, x, y, z, yaw = np.array(report["trajectory"]).T
