@@ -101,6 +101,14 @@ def test_paper_order_and_terminate():
     assert SPACE.is_terminate(SPACE.decode(SPACE.encode(stop)))
 
 
+def test_decision_bins_decode_to_continue_and_terminate():
+    go, stop = SPACE.decision_bins()
+    bins = SPACE.encode(SPACE.default_command())
+    assert bins[-1] == go
+    bins[-1] = stop
+    assert SPACE.is_terminate(SPACE.decode(bins)) and go != stop
+
+
 def test_indices_name_command_positions():
     cmd = SPACE.default_command()
     cmd[SPACE.indices("vel_x", "body_pitch", "terminate")] = [0.5, 0.1, 1.0]

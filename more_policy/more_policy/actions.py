@@ -209,6 +209,11 @@ class ActionSpace:
         """The terminate dimension as a boolean (decoded value >= 0.5)."""
         return np.asarray(values)[..., TERMINATE_INDEX] >= 0.5
 
+    def decision_bins(self) -> tuple[int, int]:
+        """(continue, terminate): the terminate dimension's bins for the values 0 and 1."""
+        low, high = self.encode(self.low), self.encode(self.high)
+        return int(low[TERMINATE_INDEX]), int(high[TERMINATE_INDEX])
+
     # -- walk-these-ways command ---------------------------------------------------------
     def to_wtw_command(self, values: Sequence[float] | np.ndarray | None) -> np.ndarray:
         """12-d command (clipped) -> walk-these-ways 15-slot vector in walk-these-ways'

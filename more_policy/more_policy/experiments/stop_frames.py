@@ -33,10 +33,7 @@ def stop_frame_values(policy, data_dir: str | Path, *, objective: str = "q", bef
     mean Q(continue) and the fraction of frames where greedy decoding terminates.
     ``objective`` "il": softmax probabilities in place of Q (an imitation checkpoint)."""
     space = policy.action_space
-    command = space.default_command()
-    go_bin = int(space.encode(command)[TERMINATE_INDEX])
-    command[TERMINATE_INDEX] = 1.0
-    stop_bin = int(space.encode(command)[TERMINATE_INDEX])
+    go_bin, stop_bin = space.decision_bins()
     episodes: dict[str, list] = {}
     for rows in EpisodeDataset(data_dir, shuffle=False).iter_episode_rows():
         task = rows[0]["task"]

@@ -50,6 +50,9 @@ class RLConfig:
     conservative_vocab: bool = True   # also push non-action vocabulary tokens toward Q = 0
     target_mode: str = "ema"          # "ema" (per-step EMA, tau) | "periodic" (frozen snapshot)
     target_refresh_every: int = 1000  # periodic: updates between snapshots (tau's time scale)
+    # Not in the paper (off = paper): the terminate dimension as a two-way decision, whose
+    # conservative term also pushes the other decision's bin at full weight (q_learning_loss).
+    binary_terminate: bool = False
 
     def __post_init__(self) -> None:
         if self.objective not in ("q", "il"):
@@ -167,9 +170,16 @@ class Objective:
     """Computes the RL (or IL) loss of a batch and maintains the target network."""
 
     def __init__(self, cfg: RLConfig, model: nn.Module,
-                 action_token_slice: slice | None = None) -> None:
+                 action_token_slice: slice | None = None,
+                 decision_bins: tuple[int, int] | None = None) -> None:
+        """``decision_bins``: (continue, terminate) bins of the last dimension, needed by
+        ``cfg.binary_terminate``."""
+        if cfg.objective == "q" and cfg.binary_terminate and decision_bins is None:
+            raise ValueError("binary_terminate needs the model's decision_bins (its continue "
+                             "and terminate bins)")
         self.cfg = cfg
         self.action_token_slice = action_token_slice
+        self.decision_bins = decision_bins if cfg.binary_terminate else None
         self.target = None
         if cfg.objective == "q":
             periodic = cfg.target_mode == "periodic"
@@ -231,7 +241,8 @@ class Objective:
             vocab = out.vocab_logits if self.cfg.conservative_vocab else None
             loss, metrics = q_learning_loss(out.action_logits, bins, targets,
                                             alpha=self.cfg.alpha, vocab_logits=vocab,
-                                            action_token_slice=self.action_token_slice)
+                                            action_token_slice=self.action_token_slice,
+                                            decision_bins=self.decision_bins)
             if self.cfg.mc_lower_bound:
                 metrics["mc_bound_active"] = (batch["mc_returns"][:, None] >= targets).float() \
                     .mean().detach()

@@ -86,7 +86,8 @@ def prepare(cfg: TrainConfig, model: nn.Module | None = None) -> Prepared:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg))
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
-    objective = Objective(cfg.rl, unwrapped, getattr(unwrapped, "action_token_slice", None))
+    objective = Objective(cfg.rl, unwrapped, getattr(unwrapped, "action_token_slice", None),
+                          getattr(unwrapped, "decision_bins", None))
     return Prepared(accelerator, dataset, stream, model, unwrapped, params, optimizer,
                     scheduler, objective)
 

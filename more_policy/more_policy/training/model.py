@@ -64,6 +64,10 @@ class PolicyQModel(nn.Module):
     def action_token_slice(self) -> slice:
         return slice(self.policy.token_offset, self.policy.token_offset + self.policy.num_bins)
 
+    @property
+    def decision_bins(self) -> tuple[int, int]:  # (continue, terminate) of the last dimension
+        return self.policy.action_space.decision_bins()
+
     def make_state(self, images, instructions) -> dict[str, torch.Tensor]:
         """The prefix inputs, prepared once (image patches projected): the target and online
         forwards both use them. ``images``: frames, or JPEG bytes with a :attr:`frame_cache`."""
