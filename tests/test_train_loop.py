@@ -83,6 +83,14 @@ def test_frame_feature_cache_trains_the_same_run(dataset, tmp_path):
     assert losses(cached) == pytest.approx(losses(plain), rel=1e-5, abs=1e-7)
 
 
+def test_binary_terminate_reaches_the_loss_through_the_model_decision_bins(dataset, tmp_path):
+    run = train(config(dataset, tmp_path / "run", max_steps=3, save_every=100,
+                       rl=RLConfig(binary_terminate=True)))
+    decision = losses(run, "decision_loss")
+    assert len(decision) == 3 and all(v > 0 for v in decision)
+    assert RLConfig.load(run).binary_terminate
+
+
 def test_time_budget_stops_early_with_a_checkpoint_and_final(dataset, tmp_path):
     run = train(config(dataset, tmp_path / "run", max_steps=100_000, save_every=100_000,
                        max_seconds=1.0))
