@@ -95,3 +95,15 @@ def test_config_sections_are_typed_and_typos_fail_on_load(tmp_path):
         ExperimentConfig.from_dict({"train": {"max_steps": 4}})
     with pytest.raises(ValueError, match="contradicts"):
         ExperimentConfig.from_dict({"objective": "q", "train": {"rl": {"objective": "il"}}})
+
+
+def test_committed_train_config_is_the_small_preset_more_run():
+    """configs/train/more-small.json (what the recipe runs start from with `more train
+    --config ... --set rl.X=...`) is the `small` preset's MoRE run of 2,000 updates."""
+    from pathlib import Path
+
+    from more_policy.training.config import TrainConfig
+
+    committed = TrainConfig.load(Path(__file__).parents[1] / "configs/train/more-small.json")
+    expected = preset("small").train_config(committed.data, committed.out_dir, 2000)
+    assert committed == expected
