@@ -163,6 +163,8 @@ def spin_nodes(nodes: list, duration_s: float | None = None,
 
     executor = None
     try:  # a Ctrl-C may land before spin starts (right after the nodes are built): same exit
+        if not rclpy.ok():  # it already shut the context down: no executor can be made
+            return
         executor = MultiThreadedExecutor(num_threads=max(4, 2 * len(nodes)))
         for node in nodes:
             executor.add_node(node)
@@ -181,6 +183,9 @@ def spin_nodes(nodes: list, duration_s: float | None = None,
                     break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():  # not a shutdown racing the executor's creation: a real failure
+            raise
     finally:
         # rclpy 7.1's Executor.shutdown() neither waits for callbacks already handed to the
         # thread pool nor for the handler of its own wake-up guard, which it destroys at once:
