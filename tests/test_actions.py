@@ -107,6 +107,9 @@ def test_decision_bins_decode_to_continue_and_terminate():
     assert bins[-1] == go
     bins[-1] = stop
     assert SPACE.is_terminate(SPACE.decode(bins)) and go != stop
+    stops = SPACE.stop_bins()
+    assert stops.shape == (SPACE.num_bins,) and not stops[go] and stops[stop]
+    assert stops.sum() == SPACE.num_bins // 2 and stops[SPACE.num_bins // 2:].all()
 
 
 def test_indices_name_command_positions():

@@ -56,15 +56,17 @@ def test_q_learning_loss_terms_and_gradients():
     assert grad[0, 1] > 0 and grad[1, 0] < 0                     # taken: toward the target
 
 
-def test_binary_terminate_pushes_the_other_decision_at_a_dataset_token_weight():
-    q = torch.tensor([[[0.2, 0.7, 0.4, 0.6], [0.9, 0.1, 0.3, 0.8]],     # B=2, D=2, A=4
+def test_binary_terminate_pushes_the_other_decisions_best_bin_at_a_dataset_token_weight():
+    q = torch.tensor([[[0.2, 0.7, 0.4, 0.6], [0.9, 0.1, 0.85, 0.3]],    # B=2, D=2, A=4
                       [[0.5, 0.5, 0.5, 0.5], [0.35, 0.2, 0.1, 0.95]]])
     logits = torch.logit(q).requires_grad_()
     bins = torch.tensor([[1, 0], [2, 3]])  # row 0 continues (bin 0), row 1 terminates (bin 3)
+    stop_bins = torch.tensor([False, False, True, True])  # bins 2 and 3 decode to terminate
     targets = torch.full((2, 2), 0.9)
     plain, m0 = q_learning_loss(logits, bins, targets, alpha=0.5)
-    loss, m = q_learning_loss(logits, bins, targets, alpha=0.5, decision_bins=(0, 3))
-    decision = 0.5 * (0.8 ** 2 + 0.35 ** 2) / 4  # the other decision's bin, per (B, D) token
+    loss, m = q_learning_loss(logits, bins, targets, alpha=0.5, stop_bins=stop_bins)
+    # row 0: the best terminate bin is 2 (0.85), not the one data uses; row 1: continue bin 0
+    decision = 0.5 * (0.85 ** 2 + 0.35 ** 2) / 4  # per (B, D) token
     assert m["decision_loss"].item() == pytest.approx(decision)
     assert loss.item() == pytest.approx(plain.item() + 0.5 * decision)
     assert m["conservative_loss"] == m0["conservative_loss"] and "decision_loss" not in m0
@@ -73,10 +75,10 @@ def test_binary_terminate_pushes_the_other_decision_at_a_dataset_token_weight():
     logits.grad = None
     plain.backward()
     extra -= logits.grad
-    # the only gradient that changes: the last dimension's other-decision bin, pushed down
+    # the only gradients that change: each row's best bin of the other decision, pushed down
     changed = extra.abs() > 1e-9
-    assert changed.sum() == 2 and changed[0, 1, 3] and changed[1, 1, 0]
-    assert extra[0, 1, 3] > 0 and extra[1, 1, 0] > 0
+    assert changed.sum() == 2 and changed[0, 1, 2] and changed[1, 1, 0]
+    assert extra[0, 1, 2] > 0 and extra[1, 1, 0] > 0
 
 
 def test_vocab_term_covers_only_non_action_tokens():
@@ -153,10 +155,10 @@ def test_objective_uses_beta_and_only_online_gradients():
     assert model.head.weight.grad is not None and model.backbone.weight.grad is None
     il = Objective(RLConfig(objective="il"), model)
     assert il.target is None and "il_loss" in il(model, model, batch)[1]
-    with pytest.raises(ValueError, match="decision_bins"):
+    with pytest.raises(ValueError, match="stop_bins"):
         Objective(RLConfig(binary_terminate=True), model)
     binary = Objective(RLConfig(binary_terminate=True, conservative_vocab=False), model,
-                       decision_bins=(0, 4))
+                       stop_bins=torch.tensor([False, False, False, True, True]))
     assert "decision_loss" in binary(model, model, batch)[1]
 
 

@@ -83,7 +83,7 @@ def test_frame_feature_cache_trains_the_same_run(dataset, tmp_path):
     assert losses(cached) == pytest.approx(losses(plain), rel=1e-5, abs=1e-7)
 
 
-def test_binary_terminate_reaches_the_loss_through_the_model_decision_bins(dataset, tmp_path):
+def test_binary_terminate_reaches_the_loss_through_the_model_stop_bins(dataset, tmp_path):
     run = train(config(dataset, tmp_path / "run", max_steps=3, save_every=100,
                        rl=RLConfig(binary_terminate=True)))
     decision = losses(run, "decision_loss")

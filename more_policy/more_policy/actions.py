@@ -214,6 +214,12 @@ class ActionSpace:
         low, high = self.encode(self.low), self.encode(self.high)
         return int(low[TERMINATE_INDEX]), int(high[TERMINATE_INDEX])
 
+    def stop_bins(self) -> np.ndarray:
+        """(num_bins,) bool: the terminate dimension's bins that decode to "terminate"."""
+        bins = np.zeros((self.num_bins, NUM_DIMS), dtype=np.int64)
+        bins[:, TERMINATE_INDEX] = np.arange(self.num_bins)
+        return self.is_terminate(self.decode(bins))
+
     # -- walk-these-ways command ---------------------------------------------------------
     def to_wtw_command(self, values: Sequence[float] | np.ndarray | None) -> np.ndarray:
         """12-d command (clipped) -> walk-these-ways 15-slot vector in walk-these-ways'

@@ -37,18 +37,18 @@ def bellman_targets(target_logits: Tensor, next_first_logits: Tensor, rewards: T
 def q_learning_loss(action_logits: Tensor, action_bins: Tensor, targets: Tensor, *,
                     alpha: float = 0.5, vocab_logits: Tensor | None = None,
                     action_token_slice: slice | None = None,
-                    decision_bins: tuple[int, int] | None = None
-                    ) -> tuple[Tensor, dict[str, Tensor]]:
+                    stop_bins: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Eq. 8 without the balance term: returns (td + alpha * conservative, metrics).
 
     action_logits (B, D, A) online; action_bins (B, D) dataset bins; targets (B, D).
     TD: 1/2 mean over dataset tokens of (Q - target)^2. Conservative: 1/2 mean over the
     other A-1 action tokens of Q^2, and, when ``vocab_logits`` (B, D, V) is given, 1/2 mean
     over the non-action vocabulary (``action_token_slice`` marks the action tokens in V).
-    ``decision_bins`` (continue bin, terminate bin) of the last dimension (RLConfig's
+    ``stop_bins`` (A,) bool, the last dimension's bins that decode to "terminate" (RLConfig's
     binary_terminate): that dimension is a two-way choice, so the conservative term also
-    pushes the *other* decision's bin, with the weight of a dataset token (1/(B D) each, where
-    the mean over A-1 bins gives it 1/(B D (A-1))): "decision_loss" in the metrics.
+    pushes the *other* decision's best bin (the max over its bins, what greedy decoding would
+    pick) with the weight of a dataset token (1/(B D), where the mean over A-1 bins gives a
+    bin 1/(B D (A-1))): "decision_loss" in the metrics.
     """
     q_all = torch.sigmoid(action_logits.float())                          # (B, D, A)
     taken = F.one_hot(action_bins.long(), q_all.shape[-1]).bool()         # (B, D, A)
@@ -57,18 +57,17 @@ def q_learning_loss(action_logits: Tensor, action_bins: Tensor, targets: Tensor,
     others = q_all.masked_fill(taken, 0.0)
     conservative = 0.5 * others.pow(2).sum() / (taken.numel() - taken.sum()).clamp(min=1)
     total = td + alpha * conservative
-    if decision_bins is not None:
-        go, stop = decision_bins
-        data = action_bins[:, -1].long()
-        other = torch.where(data == stop, torch.full_like(data, go), torch.full_like(data, stop))
-        q_other_decision = q_all[:, -1].gather(1, other[:, None])[:, 0]        # (B,)
+    if stop_bins is not None:
+        stop_bins = stop_bins.to(q_all.device)
+        other_side = stop_bins[None, :] != stop_bins[action_bins[:, -1].long()][:, None]  # (B, A)
+        q_other_decision = q_all[:, -1].masked_fill(~other_side, 0.0).amax(-1)  # (B,)
         decision = 0.5 * q_other_decision.pow(2).sum() / taken.shape[0] / taken.shape[1]
         total = total + alpha * decision
     metrics = {"td_loss": td.detach(), "conservative_loss": conservative.detach(),
                "q_taken": q_taken.mean().detach(), "q_other": (others.sum() / (
                    taken.numel() - taken.sum()).clamp(min=1)).detach(),
                "q_target": targets.mean().detach(), "q_max": q_all.amax(-1).mean().detach()}
-    if decision_bins is not None:
+    if stop_bins is not None:
         metrics["decision_loss"] = decision.detach()
     if vocab_logits is not None:
         if action_token_slice is None:

@@ -51,7 +51,8 @@ class RLConfig:
     target_mode: str = "ema"          # "ema" (per-step EMA, tau) | "periodic" (frozen snapshot)
     target_refresh_every: int = 1000  # periodic: updates between snapshots (tau's time scale)
     # Not in the paper (off = paper): the terminate dimension as a two-way decision, whose
-    # conservative term also pushes the other decision's bin at full weight (q_learning_loss).
+    # conservative term also pushes the other decision's best bin at full weight
+    # (q_learning_loss's stop_bins).
     binary_terminate: bool = False
 
     def __post_init__(self) -> None:
@@ -171,15 +172,15 @@ class Objective:
 
     def __init__(self, cfg: RLConfig, model: nn.Module,
                  action_token_slice: slice | None = None,
-                 decision_bins: tuple[int, int] | None = None) -> None:
-        """``decision_bins``: (continue, terminate) bins of the last dimension, needed by
-        ``cfg.binary_terminate``."""
-        if cfg.objective == "q" and cfg.binary_terminate and decision_bins is None:
-            raise ValueError("binary_terminate needs the model's decision_bins (its continue "
-                             "and terminate bins)")
+                 stop_bins: Tensor | None = None) -> None:
+        """``stop_bins``: (A,) bool, the last dimension's bins that decode to "terminate",
+        needed by ``cfg.binary_terminate``."""
+        if cfg.objective == "q" and cfg.binary_terminate and stop_bins is None:
+            raise ValueError("binary_terminate needs the model's stop_bins (which bins of the "
+                             "last dimension decode to terminate)")
         self.cfg = cfg
         self.action_token_slice = action_token_slice
-        self.decision_bins = decision_bins if cfg.binary_terminate else None
+        self.stop_bins = stop_bins if cfg.binary_terminate else None
         self.target = None
         if cfg.objective == "q":
             periodic = cfg.target_mode == "periodic"
@@ -242,7 +243,7 @@ class Objective:
             loss, metrics = q_learning_loss(out.action_logits, bins, targets,
                                             alpha=self.cfg.alpha, vocab_logits=vocab,
                                             action_token_slice=self.action_token_slice,
-                                            decision_bins=self.decision_bins)
+                                            stop_bins=self.stop_bins)
             if self.cfg.mc_lower_bound:
                 metrics["mc_bound_active"] = (batch["mc_returns"][:, None] >= targets).float() \
                     .mean().detach()

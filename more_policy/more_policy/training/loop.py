@@ -87,7 +87,7 @@ def prepare(cfg: TrainConfig, model: nn.Module | None = None) -> Prepared:
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     objective = Objective(cfg.rl, unwrapped, getattr(unwrapped, "action_token_slice", None),
-                          getattr(unwrapped, "decision_bins", None))
+                          getattr(unwrapped, "stop_bins", None))
     return Prepared(accelerator, dataset, stream, model, unwrapped, params, optimizer,
                     scheduler, objective)
 

@@ -65,8 +65,8 @@ class PolicyQModel(nn.Module):
         return slice(self.policy.token_offset, self.policy.token_offset + self.policy.num_bins)
 
     @property
-    def decision_bins(self) -> tuple[int, int]:  # (continue, terminate) of the last dimension
-        return self.policy.action_space.decision_bins()
+    def stop_bins(self) -> torch.Tensor:  # (A,) bool: last-dimension bins meaning terminate
+        return torch.from_numpy(self.policy.action_space.stop_bins())
 
     def make_state(self, images, instructions) -> dict[str, torch.Tensor]:
         """The prefix inputs, prepared once (image patches projected): the target and online
