@@ -52,10 +52,15 @@ def test_reads_q_of_terminate_and_continue_at_the_expert_stop(expert_data, polic
     assert row["q_terminate"][0] == pytest.approx(float(q[stop_bin]), abs=1e-4)
     assert row["q_continue"][0] == pytest.approx(float(q[go_bin]), abs=1e-4)
     assert row["episodes"] == 1
+    stop_side = policy.action_space.stop_bins()
+    assert row["q_terminate_best"][0] == pytest.approx(float(q[stop_side].max()), abs=1e-4)
+    assert row["q_continue_best"][0] == pytest.approx(float(q[~stop_side].max()), abs=1e-4)
     for row in result["tasks"].values():
-        for key in ("q_terminate", "q_continue", "greedy_terminates"):
+        for key in ("q_terminate", "q_continue", "greedy_terminates", "q_terminate_best",
+                    "q_continue_best"):
             values = np.asarray(row[key])
             assert values.shape == (BEFORE + 1,) and ((values >= 0) & (values <= 1)).all()
+        assert (np.asarray(row["q_terminate_best"]) >= np.asarray(row["q_terminate"]) - 1e-6).all()
 
 
 def test_imitation_scores_are_probabilities(expert_data, policy):

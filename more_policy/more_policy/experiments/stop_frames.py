@@ -30,10 +30,13 @@ from more_policy.sim.evaluate import TABLE_NAMES
 def stop_frame_values(policy, data_dir: str | Path, *, objective: str = "q", before: int = 8,
                       episodes_per_task: int = 8) -> dict:
     """Per task and k in 0..``before`` frames before the expert's stop: mean Q(terminate),
-    mean Q(continue) and the fraction of frames where greedy decoding terminates.
+    mean Q(continue) (the two bins the data uses), the fraction of frames where greedy decoding
+    terminates, and the best Q over all bins that decode to each decision (what greedy
+    decoding compares: an unseen bin can win).
     ``objective`` "il": softmax probabilities in place of Q (an imitation checkpoint)."""
     space = policy.action_space
     go_bin, stop_bin = space.decision_bins()
+    stop_side = space.stop_bins()
     episodes: dict[str, list] = {}
     for rows in EpisodeDataset(data_dir, shuffle=False).iter_episode_rows():
         task = rows[0]["task"]
@@ -44,7 +47,8 @@ def stop_frame_values(policy, data_dir: str | Path, *, objective: str = "q", bef
         raise ValueError(f"{data_dir}: no successful expert episodes to read stop frames from")
     table: dict[str, dict[str, list[float]]] = {}
     for task, runs in episodes.items():
-        stats = np.full((len(runs), before + 1, 3), np.nan)  # q_stop, q_go, greedy stops
+        # Q of the data's terminate / continue bin, greedy stops, best bin of each decision
+        stats = np.full((len(runs), before + 1, 5), np.nan)
         for e, rows in enumerate(runs):
             picked = [len(rows) - 1 - k for k in range(before + 1) if k < len(rows)]
             images = [decode_jpeg(rows[i]["image"]) for i in picked]
@@ -56,10 +60,14 @@ def stop_frame_values(policy, data_dir: str | Path, *, objective: str = "q", bef
             stats[e, :len(picked), 0] = scores[:, stop_bin]
             stats[e, :len(picked), 1] = scores[:, go_bin]
             stats[e, :len(picked), 2] = space.is_terminate(greedy)
+            stats[e, :len(picked), 3] = scores[:, stop_side].max(-1)
+            stats[e, :len(picked), 4] = scores[:, ~stop_side].max(-1)
         mean = np.nanmean(stats, axis=0)
         table[task] = {"q_terminate": mean[:, 0].round(4).tolist(),
                        "q_continue": mean[:, 1].round(4).tolist(),
                        "greedy_terminates": mean[:, 2].round(4).tolist(),
+                       "q_terminate_best": mean[:, 3].round(4).tolist(),
+                       "q_continue_best": mean[:, 4].round(4).tolist(),
                        "episodes": len(runs)}
     return {"frames_before_stop": list(range(before + 1)), "tasks": table}
 
@@ -94,6 +102,10 @@ def plot_stop_frames(result: dict, path: Path, title: str) -> None:
         row = result["tasks"][task]
         ax.plot(ks, row["q_terminate"], "o-", color="tab:red", label=f"{score}(terminate)")
         ax.plot(ks, row["q_continue"], "o-", color="tab:blue", label=f"{score}(continue)")
+        ax.plot(ks, row["q_terminate_best"], "--", color="tab:red",
+                label=f"best {score} of any bin meaning terminate")
+        ax.plot(ks, row["q_continue_best"], "--", color="tab:blue",
+                label=f"best {score} of any bin meaning continue")
         ax.bar(ks, row["greedy_terminates"], color="0.8", label="greedy stops (share)")
         ax.set_title(TABLE_NAMES.get(task, task), fontsize=9)
         ax.set_xlabel("frames before the expert's stop")
