@@ -11,6 +11,7 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("pyrealsense2")
 
+from rclpy.qos import QoSProfile  # noqa: E402
 from ros_procs import NodeProcess, Probe, isolated_domain  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -19,6 +20,9 @@ from more_policy.nodes.camera_node import DEPTH_TOPIC  # noqa: E402
 from more_policy.nodes.interfaces import SENSOR_QOS  # noqa: E402
 
 FPS = 15
+DEEP_SENSOR_QOS = QoSProfile(history=SENSOR_QOS.history, depth=100,
+                             reliability=SENSOR_QOS.reliability,
+                             durability=SENSOR_QOS.durability)
 
 
 @pytest.mark.timeout(90)
@@ -34,8 +38,10 @@ def test_playback_publishes_the_recorded_frames(tmp_path):
         probe = Probe()
         node = None
         try:
-            images = probe.listen(Image, IMAGE_TOPIC, SENSOR_QOS)
-            depth = probe.listen(Image, DEPTH_TOPIC, SENSOR_QOS)
+            # The node's QoS (best effort), with a reader queue deep enough for the whole
+            # recording: a test process starved on a loaded machine must not overwrite frames.
+            images = probe.listen(Image, IMAGE_TOPIC, DEEP_SENSOR_QOS)
+            depth = probe.listen(Image, DEPTH_TOPIC, DEEP_SENSOR_QOS)
             node = NodeProcess("more_policy.nodes.camera_node", {
                 "mode": "playback", "playback_file": str(recording), "width": 160,
                 "height": 120, "fps": FPS, "enable_depth": True})
