@@ -43,11 +43,18 @@ def change_state(probe: Probe, transition: int) -> float:
 
 
 def state_label(probe: Probe) -> str:
+    """The node's lifecycle state, or "" when the query got no answer in 5 s: a request sent
+    right after discovery can lose its response (the server's reply writer not yet matched),
+    and a state query is safe to repeat, so callers poll this inside probe.wait_for."""
     client = probe.node.create_client(GetState, "/controller_node/get_state")
-    assert client.wait_for_service(timeout_sec=20)
-    future = client.call_async(GetState.Request())
-    assert probe.wait_for(future.done, 20)
-    return future.result().current_state.label
+    try:
+        assert client.wait_for_service(timeout_sec=20)
+        future = client.call_async(GetState.Request())
+        if not probe.wait_for(future.done, 5):
+            return ""
+        return future.result().current_state.label
+    finally:
+        probe.node.destroy_client(client)
 
 
 @pytest.mark.timeout(120)
@@ -77,10 +84,10 @@ def test_lifecycle_gates_lowcmd_and_sigint_is_clean(tmp_path):
             time.sleep(INACTIVE_S)
             activate_sent = time.monotonic()
             change_state(probe, Transition.TRANSITION_ACTIVATE)
-            assert state_label(probe) == "active"
+            assert probe.wait_for(lambda: state_label(probe) == "active", 15)
             time.sleep(ACTIVE_S)
             deactivated = change_state(probe, Transition.TRANSITION_DEACTIVATE)
-            assert state_label(probe) == "inactive"
+            assert probe.wait_for(lambda: state_label(probe) == "inactive", 15)
             assert peer.wait(timeout=30) == 0
             seconds, code = node.stop_timed(signal.SIGINT)
         finally:
