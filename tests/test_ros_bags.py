@@ -269,7 +269,10 @@ def test_stack_recording_replays_exactly_offline_and_over_dds(policy, tmp_path):
             assert node.wait_for_output("policy ready", timeout=90), node.output()
             recorder = BagRecorder(tmp_path / "recorded")
             probe._executor.add_node(recorder)
-            time.sleep(1.0)  # discovery
+            # discovery: both directions matched before the first frame
+            assert probe.wait_for(lambda: images.get_subscription_count() > 0
+                                  and probe.node.count_publishers(COMMAND_TOPIC) > 0, 20)
+            time.sleep(1.0)
             probe.publish_when_matched(instructions, String(data=INSTRUCTION))
             time.sleep(0.5)
             for k, rgb in enumerate(rgbs):  # lockstep: each frame gets its own command
