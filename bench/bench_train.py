@@ -20,8 +20,9 @@ with other jobs slows them alike. Times are this process's CPU time (one torch t
   prepared and their patches projected once per step, the target pass over s teacher-forced
   and the prompt prefix of non-terminal s', experts only where their output is read (not at
   padding, on the last layer only at the logits' positions), merged expert and attention-LoRA
-  weights where they are cheaper; "periodic" adds the periodic target mode, its target cost
-  amortised over a refresh period at the preset's dataset size.
+  weights where they are cheaper; "periodic" adds the periodic target mode: one no-grad pass
+  per dataset state and refresh period (the s' values read from the next step's pass), that
+  cost amortised over the period at the preset's dataset size.
 - "+cache" rows add the frame feature cache (TrainConfig.frame_cache_frames) in its steady
   state (timed after every frame was drawn once; a 45-min run's first epoch is ~4 % of it);
   "+compile" (--compile) adds the compiled decoder (TrainConfig.compile) to "per+cache", and
@@ -54,14 +55,16 @@ from more_policy.experiments import preset
 from more_policy.model import QUART_PROMPT_TEMPLATE, SHORT_PROMPT_TEMPLATE
 from more_policy.model.lora_linear import MergingLoraLinear, PeftLoraLinear
 from more_policy.rl import chain_mdp
-from more_policy.rl.losses import bellman_targets
+from more_policy.rl.losses import bellman_targets, targets_from_values
 from more_policy.rl.objective import Objective, QOutput, RLConfig
 from more_policy.training.backends import keep_freed_memory_in_heap
 from more_policy.training.config import TrainConfig
 from more_policy.training.model import PolicyQModel, build_policy_model, to_batch
 
 TARGET_SPEEDUP = 3.0
-PRESET_TRANSITIONS = 20_000  # the 'small' preset's mixed dataset: 400 episodes of ~50 steps
+# Transitions of each shape's preset dataset: 'small-random' (~20 k) and 'small' (its mixed
+# dataset: 1,300 episodes, 39,373 transitions); the periodic target's cost scales with them.
+PRESET_TRANSITIONS = {"tiny": 20_000, "pretrained": 39_400}
 RUN_SECONDS = 45 * 60  # the 'small' preset's training budget
 PHASES = ("data", "target", "forward", "backward", "optimizer", "ema")
 INSTRUCTIONS = ("go to the red ball quickly with a trot gait", "crawl under the gate with a "
@@ -182,7 +185,15 @@ class Setup:
         if self.cfg.rl.objective == "q":
             if self.original:
                 targets = original_targets(self.objective, self.model, batch)
-            else:  # the periodic cache would hide the cost: time a full pass, amortise later
+            elif self.cfg.rl.target_mode == "periodic":
+                # The cache would hide the cost: time the one pass each state costs per
+                # refresh (amortised in per_update). The s' values would come from the next
+                # steps' passes; the loss costs the same with these stand-in targets.
+                values = self.objective.snapshot_values(self.model, batch["state"],
+                                                        batch["action_bins"])
+                targets = targets_from_values(values, values[:, 0], batch["rewards"],
+                                              batch["dones"], self.cfg.rl.gamma)
+            else:
                 targets = self.objective.compute_targets(self.model, batch)
         t["target"] = clock()
         loss, _ = self.objective.loss(self.model, batch, targets)
@@ -252,9 +263,10 @@ def bench_shape(label: str, new: TrainConfig, old: TrainConfig, data: Path, roun
     baseline/new IL setups, steps interleaved."""
     periodic = replace(new, rl=RLConfig(target_mode="periodic",
                                         target_refresh_every=refresh_every))
-    # Per update, a refresh period recomputes each transition once: N / (K * B) of a full pass.
-    amortised = min(1.0, PRESET_TRANSITIONS / (refresh_every * new.batch_size))
-    frames = 2 * PRESET_TRANSITIONS  # more than the preset's frames: every one is kept
+    # Per update, a refresh period computes each state once: N / (K * B) of a pass over B states.
+    transitions = PRESET_TRANSITIONS[label]
+    amortised = min(1.0, transitions / (refresh_every * new.batch_size))
+    frames = 2 * transitions  # more than the preset's frames: every one is kept
     rl_setups = [Setup("baseline", old, original=True), Setup("new", new),
                  Setup("periodic", periodic),
                  Setup("ema+cache", replace(new, frame_cache_frames=frames)),
@@ -285,7 +297,7 @@ def bench_shape(label: str, new: TrainConfig, old: TrainConfig, data: Path, roun
             for s in rl_setups[1:]}
     rl = report("RL update", rl_setups[0].per_update(), rows)
     print(f"  (periodic: refresh every {refresh_every} updates, target cost x{amortised:.2f}"
-          f" for {PRESET_TRANSITIONS} transitions)")
+          f" for {transitions} transitions)")
     print("  (cache: the frame feature cache in its steady state, every frame drawn once)")
     if compiled:
         rl["compiled_run"] = amortised_run_speedup(rl_setups[0], rows["+compile"],

@@ -57,6 +57,7 @@ def test_round_trip_transitions(tmp_path):
             assert abs(int(s["image"].mean()) - (10 * e + 5 * t)) <= 1
             next_t = t if last else t + 1  # terminal: s' is unused, filled with s
             assert abs(int(s["next_image"].mean()) - (10 * e + 5 * next_t)) <= 1
+            np.testing.assert_array_equal(s["next_action_bins"], SPACE.encode(cmds[e][next_t]))
             assert s["instruction"] == f"go to box {e}"
     assert ds.meta["num_episodes"] == 3 and ds.meta["tasks"]["crawl"]["successes"] == 2
     assert validate_dataset(tmp_path / "d") == []

@@ -35,6 +35,29 @@ def make_batch(model, seed=0, n=6):  # n: the first n of INSTRUCTIONS
             "transition_ids": torch.tensor([[seed, i] for i in range(n)])}
 
 
+def episode_batch(model, seed=0, n=6):
+    """n consecutive transitions of episodes that end where DONES says, numbered (episode, step)
+    as a dataset numbers them: a live step's s' is the next step's s, with its action and
+    instruction; a terminal step's s' is its own s. Episodes of other seeds do not overlap."""
+    rng = np.random.default_rng(seed)
+    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(n + 1)]
+    bins = torch.randint(0, 256, (n + 1, 12), generator=torch.Generator().manual_seed(seed))
+    ids, texts, episode, step = [], [], 100 * seed, 0
+    for i in range(n + 1):
+        ids.append((episode, step))
+        texts.append(INSTRUCTIONS[episode % len(INSTRUCTIONS)])
+        episode, step = (episode + 1, 0) if i < n and DONES[i] else (episode, step + 1)
+    nxt = [i if DONES[i] else i + 1 for i in range(n)]
+    batch = make_batch(model, seed, n)
+    batch.update({"state": model.make_state(frames[:n], texts[:n]),
+                  "next_state": model.make_state([frames[j] for j in nxt], texts[:n]),
+                  "action_bins": bins[:n], "next_action_bins": bins[nxt],
+                  "transition_ids": torch.tensor(ids[:n])})
+    successor = {"state": model.make_state(frames[n:], texts[n:]), "action_bins": bins[n:],
+                 "transition_ids": torch.tensor(ids[n:])}
+    return batch, successor
+
+
 def reference_targets(objective, model, batch):
     """The original target pass: one teacher-forced forward over [s; s'], action tokens and
     terminal rows included."""
@@ -87,12 +110,16 @@ def test_periodic_targets_come_from_a_frozen_snapshot_until_the_refresh(model):
     objective = Objective(RLConfig(target_mode="periodic", target_refresh_every=3), model,
                           model.action_token_slice)
     snapshot = {n: t.clone() for n, t in objective.target.params.items()}
+    batch, successor = episode_batch(model)
+    expected = reference_targets(objective, model, batch)
     forwards = []
     hook = model.register_forward_hook(lambda *_: forwards.append(1))
     try:
-        batch = make_batch(model)
         first = objective.targets(model, batch)
-        assert len(forwards) == 2  # s (teacher-forced) and the live rows of s'
+        # One teacher-forced pass over the six states s; the s' of live steps are states of
+        # the batch, except the last step's successor: one pass over it.
+        assert len(forwards) == 2
+        torch.testing.assert_close(first, expected, atol=1e-5, rtol=1e-5)
         params = dict(model.named_parameters())
         for _ in range(2):  # online weights move; the snapshot and the targets do not
             with torch.no_grad():
@@ -100,7 +127,14 @@ def test_periodic_targets_come_from_a_frozen_snapshot_until_the_refresh(model):
             objective.after_optimizer_step(model)
         torch.testing.assert_close(objective.target.params, snapshot, atol=0, rtol=0)
         assert torch.equal(objective.targets(model, batch), first) and len(forwards) == 2
-        other = make_batch(model, seed=1)  # unseen transitions are computed, then cached
+        # The successor, drawn as s (a terminal step here), reuses its values from its pass
+        # as s': no forward.
+        later, _ = episode_batch(model, seed=0, n=1)
+        later.update(successor, next_state=successor["state"],
+                     next_action_bins=successor["action_bins"], dones=torch.ones(1))
+        objective.targets(model, later)
+        assert len(forwards) == 2
+        other, _ = episode_batch(model, seed=1)  # unseen states are computed, then cached
         objective.targets(model, other)
         assert len(forwards) == 4
         objective.after_optimizer_step(model)  # the 3rd update: a new snapshot
@@ -112,8 +146,9 @@ def test_periodic_targets_come_from_a_frozen_snapshot_until_the_refresh(model):
                                    atol=1e-5, rtol=1e-5)
     finally:
         hook.remove()
-    with pytest.raises(KeyError, match="transition_ids"):
-        objective.targets(model, {k: v for k, v in batch.items() if k != "transition_ids"})
+    for key in ("transition_ids", "next_action_bins"):
+        with pytest.raises(KeyError, match=key):
+            objective.targets(model, {k: v for k, v in batch.items() if k != key})
 
 
 def test_target_mode_validation():

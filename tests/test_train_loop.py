@@ -91,6 +91,18 @@ def test_binary_terminate_reaches_the_loss_through_the_model_stop_bins(dataset, 
     assert RLConfig.load(run).binary_terminate
 
 
+def test_periodic_target_mode_trains_on_the_datasets_next_steps(dataset, tmp_path):
+    """rl.target_mode 'periodic' reads s' values from the teacher-forced pass of the next step
+    (the dataset's (episode, step) ids and next_action_bins): its first update, where both
+    modes' targets come from the initial weights, has the EMA run's loss."""
+    ema = losses(train(config(dataset, tmp_path / "ema", max_steps=3, save_every=100)))
+    periodic = losses(train(config(dataset, tmp_path / "periodic", max_steps=3, save_every=100,
+                                   rl=RLConfig(target_mode="periodic",
+                                               target_refresh_every=2))))
+    assert len(periodic) == 3 and all(torch.isfinite(torch.tensor(periodic)))
+    assert periodic[0] == pytest.approx(ema[0], rel=1e-5)
+
+
 def test_time_budget_stops_early_with_a_checkpoint_and_final(dataset, tmp_path):
     run = train(config(dataset, tmp_path / "run", max_steps=100_000, save_every=100_000,
                        max_seconds=1.0))

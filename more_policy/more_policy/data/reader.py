@@ -166,6 +166,8 @@ class EpisodeDataset(IterableDataset):
         return {
             "image": image, "next_image": next_image, "instruction": cols["instruction"][i],
             "action_bins": np.asarray(cols["action_bins"][i], dtype=np.int64),
+            # the dataset action at s' (its own at a terminal step, where s' = s)
+            "next_action_bins": np.asarray(cols["action_bins"][j], dtype=np.int64),
             "command": np.asarray(cols["command"][i], dtype=np.float32),
             "reward": float(cols["reward"][i]), "done": bool(cols["done"][i]),
             "mc_return": float(b["mc_return"][i]), "task": cols["task"][i],
@@ -301,6 +303,8 @@ def collate_transitions(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "instructions": [s["instruction"] for s in samples],
         "tasks": [s["task"] for s in samples],
         "action_bins": torch.from_numpy(np.stack([s["action_bins"] for s in samples])),  # (B,12)
+        "next_action_bins": torch.from_numpy(np.stack([s["next_action_bins"]
+                                                       for s in samples])),  # (B, 12)
         "commands": torch.from_numpy(np.stack([s["command"] for s in samples])),  # (B, 12)
         "rewards": torch.tensor([s["reward"] for s in samples], dtype=torch.float32),  # (B,)
         "dones": torch.tensor([s["done"] for s in samples], dtype=torch.float32),  # (B,)

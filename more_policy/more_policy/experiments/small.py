@@ -2,31 +2,29 @@
 'small-random' on a random frozen 'tiny' Fuyu (hidden 64, 2 layers, patch 16: what pretraining
 is measured against), and the test-sized 'smoke' run. CPU seconds per offline-RL update (target
 forward over s and the prompt prefix of s', online forward + backward, AdamW, EMA), one thread,
-2-core machine shared with two training runs (load 2-4.5 while measured), by
-bench/bench_train.py against the pre-issue-16 code (its prompt, dropout, per-forward
-preparation, target pass, MixLoRA forward and peft's factored attention LoRA) in the same
-process, 8 interleaved rounds, three runs:
-  tiny ('small-random') @ 96 px, batch 32: 0.34-0.40 s before, 0.19-0.21 s now (1.7-2.0x; target
-         0.07-0.08, forward 0.04-0.05, backward 0.05-0.06, data + preparation 0.02); with the frame
-         cache 0.17-0.20 s (1.9-2.2x, data 0.002-0.003); periodic target mode refreshed every 2000
-         updates 0.13-0.16 s (2.4-2.9x), with the frame cache 0.11-0.14 s (2.8-3.1x), also compiled
-         0.10-0.13 s (3.0-3.3x; 3.0-3.3x of the baseline's updates in a 45-min run with its 15-33
-         CPU-s of compilation).
+2-core machine shared with one or two training runs, by bench/bench_train.py against the
+pre-issue-16 code (its prompt, dropout, per-forward preparation, target pass, MixLoRA forward and
+peft's factored attention LoRA) in the same process, interleaved rounds (session 7):
+  tiny ('small-random') @ 96 px, batch 32, 8 rounds (--shape tiny --compile): 0.37 s before,
+         0.20 s now (1.88x); with the frame cache 0.17 s (2.18x); periodic target mode refreshed
+         every 2000 updates (one no-grad pass per state and refresh, ~20 k transitions) 0.14 s
+         (2.66x), with the frame cache 0.108 s (3.44x), also compiled 0.095 s (3.89x; 3.87x of
+         the baseline's updates in a 45-min run with its 17 CPU-s of compilation).
   pretrained backbone's shape ('small'; hidden 256, 4 layers, patch 12 -> 64 patches; random
-         weights) @ 96 px, batch 32, one run of 2 rounds (bench_train.py --shape pretrained
-         --pretrained-rounds 2 --skip-learning --compile): 3.96 s before, 2.51 s now (1.58x;
-         compute-bound: target 0.97, forward 0.60, backward 0.87), periodic 1.81 s (2.19x), periodic
-         + frame cache 1.75 s (2.26x), also compiled 1.65 s (2.40x; 2.38x over a 45-min run with its
-         17 CPU-s of compilation): the 3x is not reached on this shape.
+         weights) @ 96 px, batch 32, 3 rounds (--shape pretrained): 3.26 s before, 2.05 s now
+         (1.59x; compute-bound: target 0.82, forward 0.50, backward 0.68), periodic at the
+         preset's 39,400 transitions 1.45 s (2.26x), periodic + frame cache 1.40 s (2.33x): the
+         3x is not reached on this shape (forward + backward alone are 1.1-1.3 s against the
+         1.09 s a 3x needs; padding is 3.5 % of its tokens, so length bucketing cannot close it).
 Both sides run with train()'s heap setting, which also speeds the baseline. The frame feature cache
 (frame_cache_frames, on in 'small-random': ~9 KB per frame, ~190 MB for ~20 k frames) keeps each
 frame's projected patches, so after the first epoch no frame is decoded or projected again; it
 changes no value. The EMA target's two no-grad forwards (s with the target adapters, s' prefix) are
 ~40 % of a step and share nothing with the online forward but the projected patches, so the 3x (the
-fast configuration) needs the periodic target mode (TrainConfig rl.target_mode = "periodic"), the
-frame cache and the compiled decoder (compile = True; off by default: 15-33 CPU-s of compilation,
-paid again by every short run). The EMA target stays the default (periodic learned the known-answer
-MDP slower at a 10-update time scale, faster at 100).
+fast configuration) needs the periodic target mode (TrainConfig rl.target_mode = "periodic") and
+the frame cache (the compiled decoder, compile = True, adds ~13 %; off by default: 15-33 CPU-s of
+compilation, paid again by every short run). The EMA target stays the default (periodic learned the
+known-answer MDP slower at a 10-update time scale, faster at 100).
 Earlier wall-clock figures (bench/bench_e2e.py, before issue 16):
   tiny   @ 96 px, batch 32: 0.38 s/step idle, 0.62 s/step averaged over the real 44-min run
   hidden-256 4-layer Fuyu (not a preset) @ 96 px, batch 16: 1.6 s/step

@@ -82,12 +82,19 @@ def rollouts(policy, episodes, seed, max_len=30):
 
 
 def as_batch(transitions) -> dict[str, torch.Tensor]:
+    """Transitions of whole episodes, in order (as :func:`rollouts` returns them)."""
     s, a, r, n, d, g = zip(*transitions)
+    ids, episode, step = [], 0, 0
+    for done in d:  # (episode, step), as a dataset numbers its transitions
+        ids.append((episode, step))
+        episode, step = (episode + 1, 0) if done else (episode, step + 1)
+    next_actions = [a[i] if d[i] else a[i + 1] for i in range(len(a))]  # the action at s'
     return {"state": torch.tensor(s), "next_state": torch.tensor(n),
-            "action_bins": torch.tensor(a), "rewards": torch.tensor(r, dtype=torch.float32),
+            "action_bins": torch.tensor(a), "next_action_bins": torch.tensor(next_actions),
+            "rewards": torch.tensor(r, dtype=torch.float32),
             "dones": torch.tensor(d, dtype=torch.float32),
             "mc_returns": torch.tensor(g, dtype=torch.float32),
-            "transition_ids": torch.arange(len(transitions))[:, None]}
+            "transition_ids": torch.tensor(ids)}
 
 
 def fit(cfg: RLConfig, transitions, steps: int, lr: float = 0.1, seed: int = 0,

@@ -13,6 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def state_values(target_logits: Tensor) -> Tensor:
+    """(B, D, A) teacher-forced target logits -> (B, D): max over a^{i+1} of
+    Q(s, a^{1:i}, a^{i+1}) per dimension i. Column 0 depends on the prompt prefix alone (the
+    first action token attends to no action): it is the state's value max_a1 Q(s, a1)."""
+    return torch.sigmoid(target_logits.float()).amax(dim=-1)
+
+
 def bellman_targets(target_logits: Tensor, next_first_logits: Tensor, rewards: Tensor,
                     dones: Tensor, gamma: float, mc_returns: Tensor | None = None) -> Tensor:
     """Eq. 7 targets (B, D) from the target network.
@@ -24,11 +31,17 @@ def bellman_targets(target_logits: Tensor, next_first_logits: Tensor, rewards: T
     terminal step. ``mc_returns`` (B,) floors every target (Q-Transformer's MC lower bound:
     the return actually obtained after taking the data's action is a lower bound on its Q).
     """
-    q_target = torch.sigmoid(target_logits.float())                     # (B, D, A)
-    within = q_target[:, 1:].amax(dim=-1)                                # (B, D-1)
     next_value = torch.sigmoid(next_first_logits.float()).amax(dim=-1)   # (B,)
+    return targets_from_values(state_values(target_logits), next_value, rewards, dones, gamma,
+                               mc_returns)
+
+
+def targets_from_values(values: Tensor, next_value: Tensor, rewards: Tensor, dones: Tensor,
+                        gamma: float, mc_returns: Tensor | None = None) -> Tensor:
+    """:func:`bellman_targets` from :func:`state_values` of s_t (B, D) and the value of
+    s_{t+1} (B,) (any finite value where the transition is terminal)."""
     last = rewards.float() + gamma * (1.0 - dones.float()) * next_value  # (B,)
-    targets = torch.cat([within, last[:, None]], dim=1)                  # (B, D)
+    targets = torch.cat([values[:, 1:], last[:, None]], dim=1)          # (B, D)
     if mc_returns is not None:
         targets = torch.maximum(targets, mc_returns.float()[:, None])
     return targets.detach()

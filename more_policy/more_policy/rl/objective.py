@@ -14,10 +14,12 @@ Target network, two modes (``RLConfig.target_mode``):
   targets of each batch come from a fresh no-grad forward over s (teacher-forced) and over the
   prompt prefix of s' (non-terminal transitions only).
 - "periodic": a frozen snapshot of the online weights, replaced every ``target_refresh_every``
-  updates (DQN's hard update). A transition's targets are computed from the snapshot the first
-  time it is drawn after a refresh and then reused until the next one: the same values as
-  recomputing the whole dataset at each refresh, without a target forward on every step once
-  the dataset has been seen. Trades target freshness for throughput (see bench/bench_train.py).
+  updates (DQN's hard update). A state's values under the snapshot (one teacher-forced pass,
+  :func:`state_values`) are computed the first time it is drawn after a refresh, as s or as
+  the s' of the previous step, and then reused until the next one: the same values as
+  recomputing the whole dataset at each refresh, with one no-grad pass per state and refresh
+  instead of two per transition and step. Trades target freshness for throughput (see
+  bench/bench_train.py).
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from more_policy.rl.losses import bellman_targets, imitation_loss, q_learning_loss
+from more_policy.rl.losses import (
+    bellman_targets,
+    imitation_loss,
+    q_learning_loss,
+    state_values,
+    targets_from_values,
+)
 
 RL_CONFIG_FILE = "rl_config.json"
 TARGET_MODES = ("ema", "periodic")
@@ -186,7 +194,8 @@ class Objective:
             periodic = cfg.target_mode == "periodic"
             self.target = TargetNetwork(model, cfg.tau,
                                         cfg.target_refresh_every if periodic else 0)
-        self._cached: dict[tuple[int, ...], Tensor] = {}  # periodic: transition id -> (D,)
+        # periodic: (episode, step) -> the snapshot's state_values of that state (D,)
+        self._values: dict[tuple[int, ...], Tensor] = {}
 
     def __call__(self, model: nn.Module, unwrapped: nn.Module, batch: dict[str, Any],
                  fresh_targets: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
@@ -204,19 +213,48 @@ class Objective:
         """Bellman targets (B, D) of a training batch from the target network."""
         if self.cfg.target_mode == "ema":
             return self.compute_targets(unwrapped, batch)
-        if "transition_ids" not in batch:
-            raise KeyError("target_mode 'periodic' needs batch['transition_ids'] (one id per "
-                           "transition) to reuse targets between refreshes")
-        ids = [tuple(row) for row in batch["transition_ids"].view(len(batch["dones"]), -1)
-               .tolist()]
-        missing = [i for i, key in enumerate(ids) if key not in self._cached]
-        if missing:
-            rows = torch.tensor(missing)
-            sub = {k: select_rows(batch[k], rows) for k in
-                   ("state", "next_state", "action_bins", "rewards", "dones", "mc_returns")}
-            for i, row in zip(missing, self.compute_targets(unwrapped, sub)):
-                self._cached[ids[i]] = row
-        return torch.stack([self._cached[key] for key in ids])
+        for key in ("transition_ids", "next_action_bins"):
+            if key not in batch:
+                raise KeyError(f"target_mode 'periodic' needs batch[{key!r}] (transition ids "
+                               f"(episode, step) and the dataset action at s') to reuse state "
+                               f"values between refreshes")
+        ids = [tuple(row) for row in batch["transition_ids"].tolist()]  # (episode, step)
+        live = (batch["dones"] == 0).tolist()
+        # s' of a live transition is the state of transition (episode, step + 1): its value is
+        # column 0 of that state's teacher-forced pass, computed once for both uses.
+        next_ids = [(e, t + 1) if alive else None for (e, t), alive in zip(ids, live)]
+        self._fill_state_values(unwrapped, batch["state"], batch["action_bins"], ids)
+        self._fill_state_values(unwrapped, batch["next_state"], batch["next_action_bins"],
+                                next_ids)
+        values = torch.stack([self._values[key] for key in ids])                   # (B, D)
+        next_value = torch.stack([self._values[key][0] if key else values.new_zeros(())
+                                  for key in next_ids])                             # (B,)
+        return targets_from_values(values, next_value, batch["rewards"], batch["dones"],
+                                   self.cfg.gamma,
+                                   batch["mc_returns"] if self.cfg.mc_lower_bound else None)
+
+    def _fill_state_values(self, unwrapped: nn.Module, states: Any, action_bins: Tensor,
+                           keys: list[tuple[int, ...] | None]) -> None:
+        """The snapshot's :func:`state_values` of the rows whose key is not cached yet (one
+        teacher-forced forward over those rows; None keys are skipped)."""
+        first_row: dict[tuple[int, ...], int] = {}
+        for i, key in enumerate(keys):
+            if key is not None and key not in self._values:
+                first_row.setdefault(key, i)
+        if not first_row:
+            return
+        index = torch.tensor(sorted(first_row.values()))
+        values = self.snapshot_values(unwrapped, select_rows(states, index),
+                                      action_bins[index.to(action_bins.device)])
+        for i, row in zip(index.tolist(), values):
+            self._values[keys[i]] = row
+
+    def snapshot_values(self, unwrapped: nn.Module, states: Any, action_bins: Tensor
+                        ) -> Tensor:
+        """The target network's :func:`state_values` (B, D) of states, teacher-forced on
+        action_bins: the one no-grad pass a state costs per periodic refresh."""
+        with self.target.applied(unwrapped):
+            return state_values(unwrapped(states, action_bins).action_logits)
 
     def compute_targets(self, unwrapped: nn.Module, batch: dict[str, Any]) -> Tensor:
         """Eq. 7 targets from the target network: a teacher-forced forward over s, and over
@@ -262,7 +300,7 @@ class Objective:
 
     def after_optimizer_step(self, unwrapped: nn.Module) -> None:
         if self.target is not None and self.target.update(unwrapped):
-            self._cached.clear()  # a new snapshot: every transition's targets are stale
+            self._values.clear()  # a new snapshot: every state's values are stale
 
     def state_dict(self) -> dict[str, Any]:
         # The periodic cache is not saved: the snapshot recomputes the same values on resume.
@@ -271,4 +309,4 @@ class Objective:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.target is not None:
             self.target.load_state_dict(state["target"])
-            self._cached.clear()
+            self._values.clear()

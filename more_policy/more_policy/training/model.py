@@ -102,6 +102,7 @@ def to_batch(samples: dict[str, Any], model: nn.Module, device) -> dict[str, Any
     next_state = model.make_state(samples["next_images"], samples["instructions"])
     out = {k: v.to(device) if isinstance(v, torch.Tensor) else v
            for k, v in (("state", state), ("next_state", next_state))}
-    for key in ("action_bins", "rewards", "dones", "mc_returns", "transition_ids"):
+    for key in ("action_bins", "next_action_bins", "rewards", "dones", "mc_returns",
+                "transition_ids"):
         out[key] = samples[key].to(device)
     return out
